@@ -1,0 +1,99 @@
+"""Compiled inner loops of the density expansion (numba), one pass over pairs each.
+
+Layouts: ``fr``/``dfr`` (P, L+1, N) smoothed radial functions and their r-derivatives;
+``y`` (P, LM) and ``dy`` (P, 3, LM) spherical harmonics and their gradients with respect to
+the pair vector; ``segment`` (P,) index of the (centre, neighbour species) density each pair
+adds to; ``unit`` (P, 3) unit pair vectors.
+"""
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, fastmath=False)
+def accumulate_density(fr, y, segment, n_segments):
+    """c[seg, n, lm] = Σ_{p in seg} fr[p, l(lm), n] y[p, lm] → (n_segments, N, LM)."""
+    n_pairs, n_l, n_rad = fr.shape
+    n_lm = y.shape[1]
+    out = np.zeros((n_segments, n_rad, n_lm))
+    for p in range(n_pairs):
+        s = segment[p]
+        for l in range(n_l):
+            for n in range(n_rad):
+                f = fr[p, l, n]
+                for lm in range(l * l, (l + 1) * (l + 1)):
+                    out[s, n, lm] += f * y[p, lm]
+    return out
+
+
+@numba.njit(cache=True, fastmath=False)
+def pull_back_to_pairs(adjoint, segment, fr, dfr, y, dy, unit):
+    """g[p, :] = Σ_{n,lm} adjoint[seg_p, n, lm] ∂(fr[p,l,n] y[p,lm])/∂d_p → (P, 3)."""
+    n_pairs, n_l, n_rad = fr.shape
+    g = np.zeros((n_pairs, 3))
+    for p in range(n_pairs):
+        s = segment[p]
+        radial_part = 0.0
+        gx = 0.0
+        gy = 0.0
+        gz = 0.0
+        for l in range(n_l):
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                a = 0.0
+                b = 0.0
+                for n in range(n_rad):
+                    u = adjoint[s, n, lm]
+                    a += u * fr[p, l, n]
+                    b += u * dfr[p, l, n]
+                radial_part += b * y[p, lm]
+                gx += a * dy[p, 0, lm]
+                gy += a * dy[p, 1, lm]
+                gz += a * dy[p, 2, lm]
+        g[p, 0] = gx + radial_part * unit[p, 0]
+        g[p, 1] = gy + radial_part * unit[p, 1]
+        g[p, 2] = gz + radial_part * unit[p, 2]
+    return g
+
+
+@numba.njit(cache=True, fastmath=False)
+def smoothed_radial(coef, dx, r, cutoff, width, n_l, n_rad):
+    """Cubic-Hermite spline times shifted-cosine cut-off, and its r-derivative.
+
+    ``coef`` (n_intervals, 4, L·N) polynomial coefficients in t = r/dx − k;
+    returns two arrays (P, L, N).
+    """
+    n_pairs = r.shape[0]
+    n_int = coef.shape[0]
+    val = np.empty((n_pairs, n_l, n_rad))
+    der = np.empty((n_pairs, n_l, n_rad))
+    for p in range(n_pairs):
+        x = r[p] / dx
+        k = min(int(x), n_int - 1)
+        t = x - k
+        if width > 0.0 and r[p] > cutoff - width:
+            s = (r[p] - cutoff + width) / width
+            if s >= 1.0:
+                f = 0.0
+                df = 0.0
+            else:
+                f = 0.5 * (1.0 + np.cos(np.pi * s))
+                df = -0.5 * np.pi * np.sin(np.pi * s) / width
+        elif r[p] >= cutoff:
+            f = 0.0
+            df = 0.0
+        else:
+            f = 1.0
+            df = 0.0
+        q = 0
+        for l in range(n_l):
+            for n in range(n_rad):
+                c0 = coef[k, 0, q]
+                c1 = coef[k, 1, q]
+                c2 = coef[k, 2, q]
+                c3 = coef[k, 3, q]
+                v = ((c3 * t + c2) * t + c1) * t + c0
+                dv = ((3.0 * c3 * t + 2.0 * c2) * t + c1) / dx
+                val[p, l, n] = v * f
+                der[p, l, n] = dv * f + v * df
+                q += 1
+    return val, der

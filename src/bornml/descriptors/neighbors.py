@@ -1,0 +1,46 @@
+"""Image-resolved neighbour lists.
+
+Every pair ``p`` is one neighbour *image*: centre ``i``, neighbour ``j`` and integer cell
+shift ``T`` with vector ``d_p = r_j + T·cell − r_i`` (Å), ``0 < |d_p| < cutoff``. When the
+cutoff exceeds half the cell, the same ``j`` appears several times with different ``T``; the
+pairs are kept apart, which is what makes Born charges of small periodic cells right.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class NeighborList:
+    """Directed pairs sorted by centre. Shapes: centers, neighbors (P,); shifts (P, 3) int;
+    vectors (P, 3) Å; distances (P,) Å."""
+
+    centers: np.ndarray
+    neighbors: np.ndarray
+    shifts: np.ndarray
+    vectors: np.ndarray
+    distances: np.ndarray
+
+
+def neighbor_list(atoms, cutoff):
+    """All neighbour images of every atom of ``atoms`` (ase.Atoms) within ``cutoff`` Å."""
+    positions = np.asarray(atoms.positions, dtype=float)
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if pbc.all() or not pbc.any():
+        import vesin
+
+        box = np.asarray(atoms.cell[:], dtype=float) if pbc.all() else np.zeros((3, 3))
+        i, j, shifts, vectors = vesin.NeighborList(cutoff=cutoff, full_list=True).compute(
+            points=positions, box=box, periodic=bool(pbc.all()), quantities="ijSD")
+    else:  # mixed periodicity (slabs, wires): ASE handles it
+        from ase.neighborlist import primitive_neighbor_list
+
+        i, j, shifts, vectors = primitive_neighbor_list(
+            "ijSD", pbc, atoms.cell[:], positions, cutoff, self_interaction=False)
+    distances = np.linalg.norm(vectors, axis=1)
+    keep = distances < cutoff
+    order = np.lexsort((j[keep], i[keep]))
+    i, j = i[keep][order].astype(np.int64), j[keep][order].astype(np.int64)
+    return NeighborList(i, j, np.asarray(shifts)[keep][order].astype(np.int64),
+                        np.asarray(vectors, dtype=float)[keep][order], distances[keep][order])

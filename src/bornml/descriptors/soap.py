@@ -1,0 +1,206 @@
+"""SOAP density expansion, power spectrum, and their exact derivatives (numpy).
+
+Density expansion of atom ``i`` (neighbour species ``s``, radial ``n``, angular ``(l, m)``):
+
+    c[i, s, n, lm] = w0 δ(s, s_i) R_n0(0) Y_00  +  Σ_{p: i_p = i, s(j_p) = s} fR_nl(|d_p|) Y_lm(d̂_p)
+
+with ``fR = f_cut · R`` the splined radial basis (:mod:`bornml.descriptors.radial`, cut-off
+smoothing included), real spherical harmonics ``Y_lm`` (sphericart, orthonormal on the
+sphere, ``lm = l² + l + m``) and pairs ``p`` from :mod:`bornml.descriptors.neighbors` (one per
+neighbour image). This is what featomic's ``SphericalExpansion`` computes with the same
+tabulated basis (checked in the tests).
+
+Power spectrum (rotation invariant), for each l with ``C^l = c[i, :, :, l-block]`` as a matrix
+(S·N, 2l+1): ``P^l = C^l C^lᵀ / sqrt(2l+1)``; the feature vector ``x_i`` (D,) holds the upper
+triangles of all ``P^l`` with off-diagonal entries times sqrt(2), so that
+``x_i · x_k = Σ_l <P_i^l, P_k^l>_F``.
+
+Derivatives are never materialised for all features at prediction time: a vector ``v`` in
+feature space is pulled back to coefficient space (:func:`power_spectrum_vjp`) and then to
+pair vectors (:meth:`FrameExpansion.pair_vjp`) — one cheap pass, the adjoint.
+"""
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from ._kernels import accumulate_density, pull_back_to_pairs
+from .neighbors import neighbor_list
+from .radial import RadialBasis
+
+
+@dataclass(frozen=True)
+class SoapSettings:
+    """SOAP hyper-parameters. Lengths in Å."""
+
+    cutoff: float = 5.0
+    max_radial: int = 7
+    max_angular: int = 6
+    atomic_width: float = 0.3
+    cutoff_width: float = 0.5
+    center_atom_weight: float = 1.0
+
+    def radial_basis(self):
+        return _cached_radial_basis(self.cutoff, self.max_radial, self.max_angular,
+                                    self.atomic_width, self.cutoff_width)
+
+
+@lru_cache(maxsize=8)
+def _cached_radial_basis(cutoff, max_radial, max_angular, atomic_width, cutoff_width):
+    return RadialBasis.build(cutoff, max_radial, max_angular, atomic_width, cutoff_width)
+
+
+@lru_cache(maxsize=16)
+def _spherical_harmonics(max_angular):
+    import sphericart
+
+    return sphericart.SphericalHarmonics(max_angular)
+
+
+def l_of_lm(max_angular):
+    """Angular momentum l of each flattened (l, m) index, ((max_angular+1)²,)."""
+    return np.repeat(np.arange(max_angular + 1), 2 * np.arange(max_angular + 1) + 1)
+
+
+class FrameExpansion:
+    """Density expansion of one frame and the per-pair pieces needed for its derivatives.
+
+    Attributes: ``species_index`` (N,) index of each atom's species in ``species``;
+    ``pairs`` (NeighborList); ``coefficients`` (N, S, n_max+1, (l_max+1)²).
+    """
+
+    def __init__(self, atoms, species, settings, radial_basis):
+        self.settings = settings
+        self.species = tuple(int(z) for z in species)
+        lookup = {z: k for k, z in enumerate(self.species)}
+        numbers = atoms.numbers
+        self.species_index = np.array([lookup[int(z)] for z in numbers], dtype=np.int64)
+        self.n_atoms = len(atoms)
+        self.positions = np.asarray(atoms.positions, dtype=float)
+        pairs = neighbor_list(atoms, settings.cutoff)
+        # group pairs by (centre, neighbour species) so densities are contiguous segment sums
+        order = np.lexsort((self.species_index[pairs.neighbors], pairs.centers))
+        for name in ("centers", "neighbors", "shifts", "vectors", "distances"):
+            setattr(pairs, name, getattr(pairs, name)[order])
+        self.pairs = pairs
+        L = settings.max_angular
+        d = self.pairs.vectors
+        self._fr, self._dfr = radial_basis.evaluate_smoothed(self.pairs.distances,
+                                                             settings.cutoff_width)
+        if len(d):
+            self._y, self._dy = _spherical_harmonics(L).compute_with_gradients(d)
+        else:
+            self._y, self._dy = np.zeros((0, (L + 1) ** 2)), np.zeros((0, 3, (L + 1) ** 2))
+        self._unit = d / self.pairs.distances[:, None] if len(d) else d
+        self._pair_species = self.species_index[self.pairs.neighbors]
+        S, N, LM = len(self.species), settings.max_radial + 1, (L + 1) ** 2
+        self._segment = self.pairs.centers * S + self._pair_species
+        coef = accumulate_density(self._fr, self._y, self._segment, self.n_atoms * S)
+        coef = coef.reshape(self.n_atoms, S, N, LM)
+        r0, _ = radial_basis.evaluate(np.zeros(1))
+        coef[np.arange(self.n_atoms), self.species_index, :, 0] += (
+            settings.center_atom_weight * r0[0, 0, :] * _Y00)
+        self.coefficients = coef
+
+    def pair_jacobian_subset(self, pair_index):
+        """∂c[i_p, s_p, n, lm]/∂d_p for the pairs ``pair_index``: (n, N, LM, 3)."""
+        lofm = l_of_lm(self.settings.max_angular)
+        fr = self._fr[pair_index][:, lofm, :].transpose(0, 2, 1)
+        dfr = self._dfr[pair_index][:, lofm, :].transpose(0, 2, 1)
+        y, dy, unit = self._y[pair_index], self._dy[pair_index], self._unit[pair_index]
+        return (dfr[..., None] * (y[:, :, None] * unit[:, None, :])[:, None]
+                + fr[..., None] * dy.transpose(0, 2, 1)[:, None])
+
+    def pair_vjp(self, adjoint):
+        """Pull a coefficient-space adjoint back to pair vectors.
+
+        ``adjoint`` (N, S, n, LM) is ∂F/∂c for a scalar (or per-centre) F; returns
+        ``g[p] = Σ_{n,lm} adjoint[i_p, s_p, n, lm] ∂c[i_p, s_p, n, lm]/∂d_p``, shape (P, 3).
+        """
+        n_atoms, S = adjoint.shape[:2]
+        flat = np.ascontiguousarray(adjoint.reshape((n_atoms * S,) + adjoint.shape[2:]))
+        return pull_back_to_pairs(flat, self._segment, self._fr, self._dfr, self._y, self._dy,
+                                  self._unit)
+
+
+_Y00 = 0.5 / np.sqrt(np.pi)
+
+
+def power_spectrum(coefficients, max_angular):
+    """Feature vectors x (N, D) from coefficients (N, S, n, LM); see module docstring."""
+    n_atoms = coefficients.shape[0]
+    c = coefficients.reshape(n_atoms, -1, coefficients.shape[-1])  # (N, SN, LM)
+    sn = c.shape[1]
+    iu = np.triu_indices(sn)
+    scale = np.where(iu[0] == iu[1], 1.0, np.sqrt(2.0))
+    out = []
+    start = 0
+    for l in range(max_angular + 1):
+        block = c[:, :, start:start + 2 * l + 1]
+        start += 2 * l + 1
+        p = np.matmul(block, block.transpose(0, 2, 1)) / np.sqrt(2 * l + 1)
+        out.append(p[:, iu[0], iu[1]] * scale)
+    return np.concatenate(out, axis=1)
+
+
+def feature_to_matrices(v, sn, max_angular):
+    """Symmetric matrices V^l (..., L+1, SN, SN) with ``v·x = Σ_l <V^l, P^l>_F``."""
+    iu = np.triu_indices(sn)
+    half = np.where(iu[0] == iu[1], 1.0, 1.0 / np.sqrt(2.0))
+    ntri = len(iu[0])
+    lead = v.shape[:-1]
+    v = v.reshape(lead + (max_angular + 1, ntri)) * half
+    mats = np.zeros(lead + (max_angular + 1, sn, sn))
+    mats[..., iu[0], iu[1]] = v
+    mats[..., iu[1], iu[0]] = v
+    return mats
+
+
+def power_spectrum_vjp(coefficients, v, max_angular):
+    """∂(v_i · x_i)/∂c_i for every atom: v (N, D) → adjoint (N, S, n, LM)."""
+    n_atoms = coefficients.shape[0]
+    c = coefficients.reshape(n_atoms, -1, coefficients.shape[-1])
+    sn = c.shape[1]
+    mats = feature_to_matrices(v, sn, max_angular)  # (N, L+1, SN, SN)
+    out = np.empty_like(c)
+    start = 0
+    for l in range(max_angular + 1):
+        sl = slice(start, start + 2 * l + 1)
+        out[:, :, sl] = (2.0 / np.sqrt(2 * l + 1)) * np.matmul(mats[:, l], c[:, :, sl])
+        start += 2 * l + 1
+    return out.reshape(coefficients.shape)
+
+
+def power_spectrum_pair_gradients(expansion, pair_index):
+    """Full feature gradients ∂x_{i_p}/∂d_p for the pairs ``pair_index``: (n, 3, D).
+
+    The materialising route (memory ∝ pairs × D); bornml's predictions never use it — it is
+    the reference the adjoint route is checked and timed against.
+    """
+    pairs = expansion.pairs
+    L = expansion.settings.max_angular
+    S = len(expansion.species)
+    N = expansion.settings.max_radial + 1
+    sn = S * N
+    jac = expansion.pair_jacobian_subset(pair_index)  # (n, N, LM, 3)
+    centers = pairs.centers[pair_index]
+    spec = expansion._pair_species[pair_index]
+    coef = expansion.coefficients.reshape(expansion.n_atoms, sn, -1)[centers]  # (n, SN, LM)
+    n = len(pair_index)
+    dc = np.zeros((n, sn, jac.shape[2], 3))
+    rows = spec[:, None] * N + np.arange(N)[None, :]
+    dc[np.arange(n)[:, None], rows] = jac
+    iu = np.triu_indices(sn)
+    scale = np.where(iu[0] == iu[1], 1.0, np.sqrt(2.0))
+    out = []
+    start = 0
+    for l in range(L + 1):
+        sl = slice(start, start + 2 * l + 1)
+        start += 2 * l + 1
+        c = coef[:, :, sl]
+        d = dc[:, :, sl, :]
+        dp = np.einsum("nam,nbmx->nxab", d, c) / np.sqrt(2 * l + 1)
+        dp = dp + dp.transpose(0, 1, 3, 2)
+        out.append(dp[:, :, iu[0], iu[1]] * scale)
+    return np.concatenate(out, axis=2)

@@ -1,0 +1,368 @@
+"""Read structures with Born effective charges (BECs) into ``ase.Atoms`` frames.
+
+Every frame returned by :func:`read_frames` carries
+
+- ``atoms.arrays["bec"]``: float64, shape (n_atoms, 3, 3), in e, project convention
+  ``Z[j, a, b] = dP_a / dr_{j b}`` (``a`` field / polarisation direction, ``b`` displacement);
+- ``atoms.info["bornml_source"] = "path:frame_index"`` (frame index counted in the file);
+- where present: ``arrays["forces"]`` (n_atoms, 3) eV/Å, ``info["energy"]`` eV,
+  ``info["epsilon_inf"]`` (3, 3) dimensionless. Calculator results that ASE attaches
+  (forces, energy, stress, charges, polarization, ...) are moved into ``arrays`` / ``info`` and
+  ``atoms.calc`` is set to None, so every quantity lives in exactly one place.
+
+Formats: extxyz (anything ASE reads), VASP OUTCAR (``OUTCAR*``), phonopy ``BORN``
+(:func:`read_phonopy_born`, which needs the structure). Storage layouts: ``"P-r"`` (row = field
+direction; extxyz default, VASP, phonopy) or ``"r-P"`` (transposed); ``"auto"`` picks the format's.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import ase.io
+import numpy as np
+from ase.io.extxyz import per_atom_properties
+from ase.io.formats import filetype, string2index
+
+from .. import keys
+from ..errors import BornDataError
+
+_VASP_BEC_HEADER = "BORN EFFECTIVE CHARGES"
+_VASP_EPS_HEADER = "MACROSCOPIC STATIC DIELECTRIC TENSOR (including local field effects in DFT)"
+
+
+def read_frames(path, index=":", layout=keys.LAYOUT_AUTO, format=None):
+    """Read frames with BECs from ``path``; return ``list[ase.Atoms]``.
+
+    ``index``: ASE-style selection (``":"``, ``"1::2"``, ``-1``, ``slice``). ``layout``: storage
+    order of the 9 numbers per atom (``"auto"``, ``"P-r"``, ``"r-P"``). ``format``: ``"outcar"``,
+    ``"phonopy"`` or an ASE format name; default: from the file name (``OUTCAR*`` → outcar,
+    ``BORN`` → phonopy, else ASE detection). Raises :class:`BornDataError` on bad data.
+    """
+    path = Path(path)
+    if layout not in keys.LAYOUTS:
+        raise BornDataError(f"unknown BEC layout {layout!r}; use one of {keys.LAYOUTS}",
+                            path=path, key="layout")
+    if not path.is_file():
+        raise BornDataError("file not found", path=path)
+    fmt = {"vasp-out": "outcar", "born": "phonopy"}.get(format, format) or _guess_format(path)
+    if fmt == "outcar":
+        return _select([_read_outcar(path, layout)], index, path)
+    if fmt == "phonopy":
+        raise BornDataError("a phonopy BORN file lists no structure; use "
+                            "bornml.io.readers.read_phonopy_born(path, atoms)", path=path)
+    return _read_ase(path, index, layout, fmt)
+
+
+def _guess_format(path):
+    if path.name.upper().startswith("OUTCAR") or path.name.upper().endswith(".OUTCAR"):
+        return "outcar"
+    if path.name.upper() == "BORN":
+        return "phonopy"
+    try:
+        return filetype(str(path), guess=True)
+    except Exception as err:  # ASE raises several types for unknown content
+        raise BornDataError(f"cannot detect the file format ({err}); pass format=",
+                            path=path) from err
+
+
+def _to_range(index, n, path):
+    """Absolute frame numbers selected by ``index`` out of ``n`` frames."""
+    idx = string2index(index) if isinstance(index, str) else index
+    rng = range(n)
+    try:
+        return [rng[idx]] if isinstance(idx, (int, np.integer)) else list(rng[idx])
+    except (IndexError, TypeError) as err:
+        raise BornDataError(f"index {index!r} does not select frames out of {n}",
+                            path=path, key="index") from err
+
+
+def _select(frames, index, path):
+    return [frames[i] for i in _to_range(index, len(frames), path)]
+
+
+# -- extxyz and other ASE formats ------------------------------------------------------------
+
+def _scan_xyz(path):
+    """Line numbers of the frame headers of an (ext)xyz file; raise on a truncated frame."""
+    starts, lineno = [], 0
+    with open(path) as fh:
+        lines = iter(fh)
+        for line in lines:
+            if not line.strip():
+                break
+            if line.lstrip().startswith("VEC"):  # cell vectors as pseudo-atoms (vec_cell)
+                lineno += 1
+                continue
+            try:
+                natoms = int(line)
+            except ValueError as err:
+                raise BornDataError(f"expected an atom count, got {line.strip()[:40]!r}",
+                                    path=path, frame=len(starts), key="natoms") from err
+            got = sum(1 for _, _ in zip(range(natoms + 1), lines))
+            if got < natoms + 1:
+                raise BornDataError(f"truncated file: {max(got - 1, 0)} of {natoms} atom lines",
+                                    path=path, frame=len(starts), key="natoms")
+            starts.append(lineno)
+            lineno += natoms + 2
+    return starts
+
+
+def _bad_column(path, start):
+    """Name the Properties column that makes the frame at line ``start`` unparsable."""
+    with open(path) as fh:
+        lines = [ln for _, ln in zip(range(start + 2), fh)][start:]
+        natoms = int(lines[0])
+        atoms = [next(fh).split() for _ in range(natoms)]
+    props = re.search(r"Properties=(\S+)", lines[1])
+    if not props:
+        return "Properties", "no Properties= entry on the comment line"
+    spec = props.group(1).strip("\"'").split(":")
+    col = 0
+    for name, kind, width in zip(spec[::3], spec[1::3], spec[2::3]):
+        conv = {"R": float, "I": int}.get(kind, str)
+        for j, row in enumerate(atoms):
+            try:
+                [conv(x) for x in row[col:col + int(width)]]
+                if len(row) < col + int(width):
+                    raise ValueError("missing columns")
+            except ValueError as err:
+                return name, f"atom {j}: {err}"
+        col += int(width)
+    return None, ""
+
+
+def _read_ase(path, index, layout, fmt):
+    layout = keys.LAYOUT_P_R if layout == keys.LAYOUT_AUTO else layout
+    if fmt in ("extxyz", "xyz"):  # plain xyz is read as extxyz, a superset
+        fmt = "extxyz"
+        starts = _scan_xyz(path)
+        numbers = _to_range(index, len(starts), path)
+        ordered = sorted(numbers)
+        frames, k = {}, 0
+        if ordered:
+            step = ordered[1] - ordered[0] if len(ordered) > 1 else 1
+            try:
+                for k, atoms in zip(ordered, ase.io.iread(
+                        str(path), index=slice(ordered[0], ordered[-1] + 1, step), format=fmt)):
+                    frames[k] = atoms
+            except Exception as err:  # ASE raises ValueError, XYZError, KeyError, ...
+                bad = ordered[len(frames)] if len(frames) < len(ordered) else k
+                try:
+                    key, why = _bad_column(path, starts[bad])
+                except Exception:  # the diagnosis is best effort
+                    key, why = None, ""
+                raise BornDataError(f"cannot parse frame: {why or err}", path=path, frame=bad,
+                                    key=key) from err
+        return [_finish(frames[i], path, i, layout) for i in numbers]
+    try:
+        images = ase.io.read(str(path), index=":", format=fmt)
+    except Exception as err:
+        raise BornDataError(f"cannot parse as {fmt}: {err}", path=path) from err
+    return [_finish(images[i], path, i, layout) for i in _to_range(index, len(images), path)]
+
+
+def _move_calc_results(atoms):
+    """Move results of an attached calculator into ``arrays`` / ``info``; drop the calculator."""
+    calc, atoms.calc = atoms.calc, None
+    for name, value in (getattr(calc, "results", None) or {}).items():
+        if name in per_atom_properties and np.shape(value)[:1] == (len(atoms),):
+            atoms.arrays[name] = np.asarray(value)
+        else:
+            atoms.info[name] = value
+
+
+def _finish(atoms, path, frame, layout):
+    """Normalise one frame: calculator results, BEC key and layout, epsilon_inf, provenance."""
+    _move_calc_results(atoms)
+    atoms.arrays[keys.BEC] = _extract_bec(atoms, path, frame, layout)
+    for name in keys.EPSILON_ALIASES:
+        if name in atoms.info:
+            eps = _as_float(atoms.info.pop(name), path, frame, name)
+            if eps.size != 9:
+                raise BornDataError(f"epsilon_inf needs 9 numbers, got {eps.size}",
+                                    path=path, frame=frame, key=name)
+            atoms.info[keys.EPSILON_INF] = eps.reshape(3, 3)
+            break
+    atoms.info[keys.SOURCE] = f"{path}:{frame}"
+    return atoms
+
+
+def _as_float(value, path, frame, key):
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            value = value.replace(",", " ").split()
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError) as err:
+        raise BornDataError(f"value is not numeric: {err}", path=path, frame=frame,
+                            key=key) from err
+
+
+def _extract_bec(atoms, path, frame, layout):
+    """Find the BEC under any alias (per-atom array first, then frame info); (n, 3, 3) float64."""
+    n = len(atoms)
+    for name in keys.BEC_ALIASES:
+        if name in atoms.arrays:
+            raw = _as_float(atoms.arrays.pop(name), path, frame, name)
+            if raw.shape not in ((n, 9), (n, 3, 3)):
+                raise BornDataError(f"per-atom BEC has shape {raw.shape}: "
+                                    f"{raw[0].size if raw.ndim else 0} numbers per atom, "
+                                    "expected 9", path=path, frame=frame, key=name)
+            break
+        if name in atoms.info:
+            raw = _as_float(atoms.info.pop(name), path, frame, name)
+            if raw.size != 9 * n:
+                raise BornDataError(f"per-frame BEC has {raw.size} numbers, expected "
+                                    f"9 x {n} atoms = {9 * n}", path=path, frame=frame, key=name)
+            break
+    else:
+        raise BornDataError(f"no BEC found (looked for {keys.BEC_ALIASES}); per-atom keys: "
+                            f"{sorted(atoms.arrays)}, frame keys: {sorted(atoms.info)}",
+                            path=path, frame=frame, key="bec")
+    return check_bec(keys.to_project_layout(raw.reshape(n, 3, 3), layout), path, frame, name)
+
+
+def check_bec(bec, path=None, frame=None, key=keys.BEC):
+    """Return ``bec`` as a contiguous float64 (n, 3, 3) array; raise on NaN / inf."""
+    bec = np.ascontiguousarray(bec, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(bec).all(axis=(1, 2)))
+    if bad.size:
+        raise BornDataError(f"BEC contains NaN or inf at atoms {bad[:10].tolist()}",
+                            path=path, frame=frame, key=key)
+    return bec
+
+
+# -- VASP OUTCAR -----------------------------------------------------------------------------
+
+def _read_outcar(path, layout):
+    """Final ionic step of an OUTCAR plus its last BEC block and electronic epsilon_inf.
+
+    VASP prints, per ion, rows = field direction and columns = displacement (``"P-r"``): the row
+    ``d`` of the final block equals the ``DIRECTION d`` linear-response block.
+    """
+    lines = Path(path).read_text(errors="replace").splitlines()
+    starts = [i for i, ln in enumerate(lines) if ln.strip().startswith(_VASP_BEC_HEADER)]
+    if not starts:
+        raise BornDataError("no BORN EFFECTIVE CHARGES block (run VASP with LEPSILON or "
+                            "LCALCEPS)", path=path, frame=0, key=_VASP_BEC_HEADER)
+    try:
+        images = ase.io.read(str(path), index=":", format="vasp-out")
+    except Exception as err:
+        raise BornDataError(f"cannot parse the structure: {err}", path=path, frame=0) from err
+    frame = len(images) - 1
+    atoms = images[-1]
+    results = dict(atoms.calc.results) if atoms.calc is not None else {}
+    _move_calc_results(atoms)
+    if "free_energy" in results:  # TOTEN; ASE's "energy" is energy(sigma->0)
+        atoms.info[keys.ENERGY] = float(results["free_energy"])
+        atoms.info["energy_sigma0"] = float(results["energy"])
+        atoms.info.pop("free_energy")
+    bec = _parse_vasp_bec(lines, starts[-1], len(atoms), path, frame)
+    layout = keys.LAYOUT_P_R if layout == keys.LAYOUT_AUTO else layout
+    atoms.arrays[keys.BEC] = check_bec(keys.to_project_layout(bec, layout), path, frame,
+                                       _VASP_BEC_HEADER)
+    eps = [i for i, ln in enumerate(lines) if ln.strip() == _VASP_EPS_HEADER]
+    if eps:
+        atoms.info[keys.EPSILON_INF] = _parse_rows(lines[eps[-1] + 2:eps[-1] + 5], 3, path,
+                                                   frame, _VASP_EPS_HEADER)
+    atoms.info[keys.SOURCE] = f"{path}:{frame}"
+    return atoms
+
+
+def _parse_rows(rows, ncol, path, frame, key):
+    try:
+        out = np.array([[float(x) for x in r.split()[-ncol:]] for r in rows])
+        if out.shape != (len(rows), ncol) or any(len(r.split()) < ncol for r in rows):
+            raise ValueError(f"expected {len(rows)} rows of {ncol} numbers")
+    except ValueError as err:
+        raise BornDataError(f"truncated or unparsable block: {err}", path=path, frame=frame,
+                            key=key) from err
+    return out
+
+
+def _parse_vasp_bec(lines, start, n_atoms, path, frame):
+    """Parse ``ion k`` + 3 rows ``d  Z[d,0] Z[d,1] Z[d,2]`` for every ion after ``start``."""
+    bec = np.empty((n_atoms, 3, 3))
+    i = start + 2  # skip header and dashes
+    for j in range(n_atoms):
+        head = lines[i].split() if i < len(lines) else []
+        if head[:2] != ["ion", str(j + 1)]:
+            raise BornDataError(f"truncated or unparsable block: expected 'ion {j + 1}', got "
+                                f"{' '.join(head)[:40]!r}", path=path, frame=frame,
+                                key=_VASP_BEC_HEADER)
+        block = lines[i + 1:i + 4]
+        if len(block) < 3 or [r.split()[:1] for r in block] != [["1"], ["2"], ["3"]]:
+            raise BornDataError(f"truncated or unparsable block at ion {j + 1}", path=path,
+                                frame=frame, key=_VASP_BEC_HEADER)
+        bec[j] = _parse_rows(block, 3, path, frame, _VASP_BEC_HEADER)
+        i += 4
+    return bec
+
+
+# -- phonopy BORN ------------------------------------------------------------------------------
+
+def read_phonopy_born(path, atoms, symprec=1e-5):
+    """Return a copy of ``atoms`` with BECs and epsilon_inf from a phonopy ``BORN`` file.
+
+    File: optional first line with the unit-conversion factor (a number or ``default``), one line
+    of 9 numbers ε∞ (row-major), then one line of 9 numbers per symmetrically independent atom,
+    row = field direction (``"P-r"``, the project layout). If there is one line per atom the
+    charges are used as they stand; otherwise they are expanded with the crystal symmetry, which
+    needs ``spglib`` (``Z_j = R Z_i R^T`` for the operation R mapping atom i onto j).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BornDataError("file not found", path=path)
+    rows = [ln.split("#")[0].split() for ln in path.read_text().splitlines()]
+    rows = [r for r in rows if r]
+    if rows and len(rows[0]) == 1:
+        factor = rows.pop(0)[0]
+    else:
+        factor = None
+    try:
+        data = [[float(x) for x in r] for r in rows]
+    except ValueError as err:
+        raise BornDataError(f"unparsable number: {err}", path=path, frame=0, key="BORN") from err
+    if len(data) < 2 or any(len(r) != 9 for r in data):
+        raise BornDataError("expected lines of 9 numbers: epsilon, then one per independent atom",
+                            path=path, frame=0, key="BORN")
+    eps, zs = np.array(data[0]).reshape(3, 3), np.array(data[1:]).reshape(-1, 3, 3)
+    out = atoms.copy()
+    if len(zs) != len(atoms):
+        zs = _expand_by_symmetry(zs, atoms, symprec, path)
+    out.arrays[keys.BEC] = check_bec(zs, path, 0, "BORN")
+    out.info[keys.EPSILON_INF] = eps
+    if factor is not None:
+        out.info["phonopy_factor"] = factor
+    out.info[keys.SOURCE] = f"{path}:0"
+    return out
+
+
+def _expand_by_symmetry(zs, atoms, symprec, path):
+    try:
+        import spglib
+    except ImportError:
+        raise BornDataError(f"{len(zs)} BEC lines for {len(atoms)} atoms: expanding the "
+                            "independent atoms needs spglib (not installed), or give one line "
+                            "per atom", path=path, frame=0, key="BORN") from None
+    frac, lat = atoms.get_scaled_positions(), atoms.cell.array
+    ds = spglib.get_symmetry_dataset((lat, frac, atoms.numbers), symprec=symprec)
+    independent = list(dict.fromkeys(int(i) for i in ds.equivalent_atoms))
+    if len(independent) != len(zs):
+        raise BornDataError(f"{len(zs)} BEC lines but {len(independent)} independent atoms "
+                            f"(symprec={symprec})", path=path, frame=0, key="BORN")
+    out, done = np.empty((len(atoms), 3, 3)), np.zeros(len(atoms), bool)
+    for k, i in enumerate(independent):
+        for rot, trans in zip(ds.rotations, ds.translations):
+            diff = frac - (rot @ frac[i] + trans)  # atom j = R x_i + t (mod 1)?
+            hit = np.abs(diff - np.round(diff)).max(axis=1) < 10 * symprec
+            rc = lat.T @ rot @ np.linalg.inv(lat.T)  # the operation in Cartesian axes
+            for j in np.flatnonzero(hit & ~done):
+                out[j], done[j] = rc @ zs[k] @ rc.T, True
+    if not done.all():
+        raise BornDataError("symmetry expansion left atoms without BEC", path=path, frame=0,
+                            key="BORN")
+    return out

@@ -1,0 +1,51 @@
+"""Born charges of a monopole model from its charges and their pair gradients.
+
+Inputs for one frame (trailing axes ``...`` allow many right-hand sides at once, e.g. the
+columns of a design matrix):
+- ``charges`` (N, ...): raw model charges q_i (e);
+- ``pair_grad`` (P, 3, ...): g_p = ∂q_{i_p}/∂d_p for every neighbour image p (e/Å), where
+  d_p = r_{j_p} + T_p − r_{i_p}.
+
+Neutral charges q'_i = q_i − mean(q) are reported and used. Born charges:
+
+    Z_j = q'_j I + Σ_{p: j_p = j} (−d_p) ⊗ g_p                 ("local" part, image resolved)
+          + (r_j − r̄) ⊗ ∂Q/∂r_j          for a molecule (no periodic direction)
+          − mean_k Z^local_k               for a periodic frame
+
+For a molecule this is the exact derivative of P = Σ q'_i r_i (which also obeys Σ_j Z_j = 0).
+In a periodic frame the position of an atom relative to the cell centroid r̄ has no meaning;
+the term is replaced by its cell average, which is exactly the projection onto the acoustic
+sum rule. The residual that projection removes is returned as ``asr_residual`` (3, 3, ...).
+"""
+
+import numpy as np
+import scipy.sparse
+
+
+def _pair_to_atom(index, n_atoms, weights=None):
+    n_pairs = len(index)
+    data = np.ones(n_pairs) if weights is None else weights
+    return scipy.sparse.csr_matrix((data, (index, np.arange(n_pairs))), shape=(n_atoms, n_pairs))
+
+
+def assemble_bec(charges, pair_grad, centers, neighbors, vectors, positions, periodic):
+    """Return (Z (N, 3, 3, ...), neutral charges (N, ...), asr_residual (3, 3, ...))."""
+    n_atoms = charges.shape[0]
+    rest = charges.shape[1:]
+    neutral = charges - charges.mean(axis=0)
+    g = pair_grad.reshape(len(centers), -1)  # (P, 3·R)
+    bec = np.zeros((n_atoms, 3, 3) + rest)
+    for a in range(3):
+        local = _pair_to_atom(neighbors, n_atoms, -vectors[:, a]) @ g
+        bec[:, a] = local.reshape((n_atoms, 3) + rest)
+        bec[:, a, a] += neutral
+    if periodic:
+        residual = bec.sum(axis=0)
+        bec -= residual / n_atoms
+    else:
+        dq = (_pair_to_atom(neighbors, n_atoms) - _pair_to_atom(centers, n_atoms)) @ g
+        dq = dq.reshape((n_atoms, 3) + rest)
+        rel = positions - positions.mean(axis=0)
+        bec += np.einsum("ja,jb...->jab...", rel, dq)
+        residual = bec.sum(axis=0)
+    return bec, neutral, residual

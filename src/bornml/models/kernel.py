@@ -1,0 +1,30 @@
+"""Normalised polynomial kernel on power-spectrum features and its feature derivative.
+
+``K(x_i, x_k) = (x̂_i · x̂_k)^ζ`` with ``x̂ = x / |x|``. For the reference rows ``X̂`` (M, D):
+
+    ∂K_ik/∂x_i = ζ k_ik^(ζ−1) / |x_i| · (x̂_k − k_ik x̂_i),   k_ik = x̂_i · x̂_k
+"""
+
+import numpy as np
+
+
+def normalise(x):
+    """Rows of ``x`` (n, D) divided by their norms; returns (x̂, norms (n,))."""
+    norms = np.linalg.norm(x, axis=1)
+    if np.any(norms == 0):
+        raise ValueError("an environment has an all-zero power spectrum")
+    return x / norms[:, None], norms
+
+
+def kernel(xhat, ref, zeta):
+    """K (n, M) between normalised rows ``xhat`` (n, D) and references ``ref`` (M, D)."""
+    return (xhat @ ref.T) ** zeta
+
+
+def kernel_weighted_gradient(xhat, norms, ref, weights, zeta):
+    """Σ_k w_k ∂K_ik/∂x_i for every row i: (n, D). Also returns q_i = Σ_k w_k K_ik (n,)."""
+    k = xhat @ ref.T
+    kz1 = k ** (zeta - 1)
+    q = (kz1 * k) @ weights
+    v = zeta * ((kz1 * weights) @ ref - q[:, None] * xhat) / norms[:, None]
+    return v, q

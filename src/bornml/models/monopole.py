@@ -1,0 +1,316 @@
+"""The monopole (charge) kernel model: Born charges from environment-dependent charges.
+
+    q_i = Σ_{k ∈ refs(s_i)} w_k (x̂_i · x̂_k)^ζ      (SOAP power spectrum x_i, same species)
+    Z_j = q'_j I + Σ_i (r_i − r_j) ⊗ ∂q_i/∂r_j + (neutrality / sum-rule term)
+
+(see :mod:`bornml.models.bec_assembly`). Both terms are linear in ``w``, so training on
+DFT Born charges is a linear least-squares problem, accumulated frame by frame
+(:mod:`bornml.models.fit`). Predictions use the adjoint route: ∂q_i/∂x_i is pulled back to
+the density coefficients and then to the pair vectors in one pass, never materialising
+descriptor gradients.
+"""
+
+import json
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import keys
+from ..descriptors.soap import (FrameExpansion, SoapSettings, feature_to_matrices,
+                                power_spectrum, power_spectrum_vjp)
+from ..errors import BornDataError
+from .bec_assembly import assemble_bec
+from .fit import NormalEquations
+from .kernel import kernel, kernel_weighted_gradient, normalise
+from .sparsify import METHODS, select_sparse
+
+REGULARISERS = ("kernel", "identity")
+
+
+def _source(frame, index):
+    return frame.info.get(keys.SOURCE, f"frame {index}")
+
+
+def asr_corrected(bec):
+    """Subtract the mean over atoms: the DFT targets obey the acoustic sum rule exactly."""
+    return bec - bec.mean(axis=0)
+
+
+class MonopoleModel:
+    """Monopole kernel model of Born effective charges.
+
+    Parameters
+    ----------
+    cutoff : float
+        Radius of the atomic environments (Å).
+    max_radial, max_angular : int
+        Radial basis functions minus one, and the largest l, of the SOAP density expansion.
+    atomic_width : float
+        Gaussian width of the atomic density (Å).
+    cutoff_width : float
+        Width of the shifted-cosine smoothing at the cutoff (Å).
+    zeta : int
+        Kernel exponent ζ in (x̂_i · x̂_k)^ζ.
+    n_sparse : int
+        Reference environments per species.
+    sparse_method : {"fps", "cur", "random"}
+        How reference environments are chosen from the training environments.
+    tikhonov : float
+        Regularisation ω, relative to tr(ΦᵀΦ)/M (dimensionless).
+    regulariser : {"kernel", "identity"}
+        ω·wᵀK_MM·w (the Gaussian-process prior of a sparse kernel model) or ω·|w|².
+    charge_regularisation : float
+        λ_q: weight of Σ_i (q'_i − tr(Z_i)/3)² relative to the Born-charge residual.
+    max_pool : int
+        Most environments per species the sparse selection looks at (a random subset when
+        there are more).
+    seed : int
+        Seeds the random choices (random sparse points, pool subsets).
+    progress : bool
+        Show progress bars.
+    """
+
+    model_type = "q"
+
+    def __init__(self, cutoff=5.0, max_radial=7, max_angular=6, atomic_width=0.3,
+                 cutoff_width=0.5, zeta=2, n_sparse=500, sparse_method="fps", tikhonov=1e-6,
+                 regulariser="kernel", charge_regularisation=0.0, max_pool=20000, seed=0,
+                 progress=False):
+        self.cutoff = cutoff
+        self.max_radial = max_radial
+        self.max_angular = max_angular
+        self.atomic_width = atomic_width
+        self.cutoff_width = cutoff_width
+        self.zeta = zeta
+        self.n_sparse = n_sparse
+        self.sparse_method = sparse_method
+        self.tikhonov = tikhonov
+        self.regulariser = regulariser
+        self.charge_regularisation = charge_regularisation
+        self.max_pool = max_pool
+        self.seed = seed
+        self.progress = progress
+
+    # -- settings ---------------------------------------------------------------------------
+    def get_params(self):
+        """Constructor settings as a dict (scikit-learn habit)."""
+        return {k: getattr(self, k) for k in (
+            "cutoff", "max_radial", "max_angular", "atomic_width", "cutoff_width", "zeta",
+            "n_sparse", "sparse_method", "tikhonov", "regulariser", "charge_regularisation",
+            "max_pool", "seed")}
+
+    @property
+    def soap_settings(self):
+        return SoapSettings(cutoff=float(self.cutoff), max_radial=int(self.max_radial),
+                            max_angular=int(self.max_angular),
+                            atomic_width=float(self.atomic_width),
+                            cutoff_width=float(self.cutoff_width))
+
+    def _check_settings(self):
+        if self.sparse_method not in METHODS:
+            raise ValueError(f"sparse_method must be one of {METHODS}, got {self.sparse_method!r}")
+        if self.regulariser not in REGULARISERS:
+            raise ValueError(f"regulariser must be one of {REGULARISERS}")
+        if int(self.zeta) != self.zeta or self.zeta < 1:
+            raise ValueError("zeta must be a positive integer")
+        if self.cutoff_width >= self.cutoff:
+            raise ValueError("cutoff_width must be smaller than cutoff")
+
+    # -- descriptors ------------------------------------------------------------------------
+    def _expand(self, frame, index):
+        unknown = sorted(set(int(z) for z in frame.numbers) - set(self.species_))
+        if unknown:
+            raise BornDataError(
+                f"species {unknown} not in the model (trained on {list(self.species_)})",
+                path=_source(frame, index), key="numbers")
+        fe = FrameExpansion(frame, self.species_, self.soap_settings, self.radial_basis_)
+        x = power_spectrum(fe.coefficients, self.max_angular)
+        xhat, norms = normalise(x)
+        return fe, xhat, norms
+
+    # -- fitting ----------------------------------------------------------------------------
+    def fit(self, frames):
+        """Fit the weights to the Born charges ``frame.arrays["bec"]`` of ``frames``."""
+        from ..descriptors.radial import RadialBasis
+
+        self._check_settings()
+        frames = list(frames)
+        if not frames:
+            raise ValueError("no training frames")
+        for index, frame in enumerate(frames):
+            if keys.BEC not in frame.arrays:
+                raise BornDataError("no Born charges in training frame",
+                                    path=_source(frame, index), key=keys.BEC)
+        self.species_ = tuple(sorted({int(z) for f in frames for z in f.numbers}))
+        st = self.soap_settings
+        self.radial_basis_ = RadialBasis.build(st.cutoff, st.max_radial, st.max_angular,
+                                               st.atomic_width, st.cutoff_width)
+        self._select_references(frames)
+        m_total = sum(len(r) for r in self.references_.values())
+        eqs = NormalEquations(m_total)
+        lam = float(self.charge_regularisation)
+        for index, frame in enumerate(tqdm(frames, desc="fit: design", disable=not self.progress)):
+            design, charge_design = self.design_matrix(frame, index)
+            target = asr_corrected(frame.arrays[keys.BEC])
+            eqs.add(design, target.reshape(-1))
+            if lam > 0:
+                eqs.add(charge_design, np.trace(target, axis1=1, axis2=2) / 3.0, weight=lam,
+                        counts_for_scale=False)
+        reg = None
+        if self.regulariser == "kernel":
+            blocks = [kernel(r, r, self.zeta) for r in self.references_.values()]
+            reg = _block_diag(blocks) + 1e-10 * np.eye(m_total)
+        w = eqs.solve(float(self.tikhonov), reg)
+        self.weights_ = {}
+        start = 0
+        for z, ref in self.references_.items():
+            self.weights_[z] = w[start:start + len(ref)]
+            start += len(ref)
+        self.n_train_frames_ = len(frames)
+        return self
+
+    def _select_references(self, frames):
+        rng = np.random.default_rng(self.seed)
+        pool = {z: [] for z in self.species_}
+        for index, frame in enumerate(tqdm(frames, desc="fit: features",
+                                           disable=not self.progress)):
+            _, xhat, _ = self._expand(frame, index)
+            for z in self.species_:
+                pool[z].append(xhat[frame.numbers == z])
+        self.references_ = {}
+        for z in self.species_:
+            x = np.concatenate(pool[z])
+            if len(x) > self.max_pool:
+                x = x[np.sort(rng.choice(len(x), self.max_pool, replace=False))]
+            idx = select_sparse(x, int(self.n_sparse), self.sparse_method, seed=self.seed)
+            self.references_[z] = np.ascontiguousarray(x[idx])
+        self._reference_matrices = None
+
+    def _ref_mats(self):
+        if getattr(self, "_reference_matrices", None) is None:
+            sn = len(self.species_) * (self.max_radial + 1)
+            self._reference_matrices = {
+                z: feature_to_matrices(r, sn, self.max_angular) for z, r in self.references_.items()}
+        return self._reference_matrices
+
+    def design_matrix(self, frame, index=0):
+        """Linear maps from the weights to this frame's Born charges and neutral charges.
+
+        Returns ``(Φ (N·9, M), Φ_q (N, M))`` with rows ordered (atom, a, b) row-major and
+        columns the reference environments of all species in ``species_`` order.
+        """
+        fe, xhat, norms = self._expand(frame, index)
+        L = self.max_angular
+        S, N = len(self.species_), self.max_radial + 1
+        n_atoms = len(frame)
+        coef = fe.coefficients.reshape(n_atoms, S * N, -1)
+        seg = fe._segment
+        bounds = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1], True]) if len(seg) else [0]
+        periodic = bool(np.any(frame.pbc))
+        designs, charge_designs = [], []
+        for z in self.species_:
+            ref = self.references_[z]
+            vmats = self._ref_mats()[z]  # (M, L+1, SN, SN)
+            m = len(ref)
+            atoms = np.flatnonzero(frame.numbers == z)
+            charges = np.zeros((n_atoms, m))
+            sel = np.isin(fe.pairs.centers, atoms)
+            pair_ids = np.flatnonzero(sel)
+            grads = np.zeros((len(pair_ids), 3, m))
+            local = np.full(len(seg), -1)
+            local[pair_ids] = np.arange(len(pair_ids))
+            jac = fe.pair_jacobian_subset(pair_ids).reshape(len(pair_ids), -1, 3) if len(
+                pair_ids) else None
+            for i in atoms:
+                k = xhat[i] @ ref.T
+                charges[i] = k ** self.zeta
+                # ∂K_ik/∂c_i for all k: (M, SN, LM)
+                self_vjp = power_spectrum_vjp(fe.coefficients[i:i + 1], xhat[i:i + 1], L)[0]
+                u = np.empty((m, S * N, coef.shape[2]))
+                start = 0
+                for l in range(L + 1):
+                    sl = slice(start, start + 2 * l + 1)
+                    start += 2 * l + 1
+                    u[:, :, sl] = (2.0 / np.sqrt(2 * l + 1)) * (vmats[:, l] @ coef[i, :, sl])
+                u -= k[:, None, None] * self_vjp.reshape(1, S * N, -1)
+                u *= (self.zeta * k ** (self.zeta - 1) / norms[i])[:, None, None]
+                u = u.reshape(m, S, -1)
+                # pairs of centre i, grouped by neighbour species (contiguous segments)
+                for s in range(S):
+                    segment = i * S + s
+                    lo, hi = _segment_range(seg, segment)
+                    if hi == lo:
+                        continue
+                    rows = local[lo:hi]
+                    jblock = jac[rows].transpose(1, 0, 2).reshape(jac.shape[1], -1)
+                    grads[rows] = (u[:, s] @ jblock).reshape(m, hi - lo, 3).transpose(1, 2, 0)
+            bec, neutral, _ = assemble_bec(charges, grads, fe.pairs.centers[pair_ids],
+                                           fe.pairs.neighbors[pair_ids],
+                                           fe.pairs.vectors[pair_ids], fe.positions, periodic)
+            designs.append(bec.reshape(n_atoms * 9, m))
+            charge_designs.append(neutral)
+        del bounds
+        return np.concatenate(designs, axis=1), np.concatenate(charge_designs, axis=1)
+
+    # -- prediction -------------------------------------------------------------------------
+    def _check_fitted(self):
+        if not hasattr(self, "weights_"):
+            raise RuntimeError("model is not fitted; call fit(frames) or load_model(path)")
+
+    def _charges_and_pair_gradients(self, frame, index=0):
+        fe, xhat, norms = self._expand(frame, index)
+        v = np.zeros_like(xhat)
+        q = np.zeros(len(frame))
+        for z in self.species_:
+            atoms = frame.numbers == z
+            if np.any(atoms):
+                v[atoms], q[atoms] = kernel_weighted_gradient(
+                    xhat[atoms], norms[atoms], self.references_[z], self.weights_[z], self.zeta)
+        adjoint = power_spectrum_vjp(fe.coefficients, v, self.max_angular)
+        return fe, q, fe.pair_vjp(adjoint)
+
+    def predict_frame(self, frame, index=0):
+        """Prediction for one ``ase.Atoms``: dict with ``charges`` (N,) e, ``bec`` (N, 3, 3)
+        e, ``asr_residual`` (3, 3) e (what the sum-rule projection removed; 0 for molecules)."""
+        self._check_fitted()
+        fe, q, g = self._charges_and_pair_gradients(frame, index)
+        bec, neutral, residual = assemble_bec(q, g, fe.pairs.centers, fe.pairs.neighbors,
+                                              fe.pairs.vectors, fe.positions,
+                                              bool(np.any(frame.pbc)))
+        return {"charges": neutral, "bec": bec, "asr_residual": residual}
+
+    def predict(self, frames):
+        """Predictions for a frame or a list of frames (one dict per frame)."""
+        from ase import Atoms
+
+        if isinstance(frames, Atoms):
+            return self.predict_frame(frames)
+        return [self.predict_frame(f, i) for i, f in enumerate(
+            tqdm(frames, desc="predict", disable=not self.progress))]
+
+    def dipole_derivative(self, atoms, velocities):
+        """Ṁ = Σ_j Z_j v_j (e·Å/fs) for velocities (N, 3) Å/fs, shape (3,)."""
+        return np.einsum("jab,jb->a", self.predict_frame(atoms)["bec"], velocities)
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, path):
+        """Write the fitted model to ``path`` (npz + JSON metadata, never a pickle)."""
+        from .serialization import save_model
+
+        self._check_fitted()
+        save_model(self, path)
+
+
+def _segment_range(seg, value):
+    lo = np.searchsorted(seg, value, side="left")
+    hi = np.searchsorted(seg, value, side="right")
+    return lo, hi
+
+
+def _block_diag(blocks):
+    import scipy.linalg
+
+    return scipy.linalg.block_diag(*blocks)
+
+
+__all__ = ["MonopoleModel", "asr_corrected", "json"]
