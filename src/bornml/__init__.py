@@ -1,3 +1,28 @@
-"""bornml: Born effective charges from DFT with monopole kernel models, and IR spectra."""
+"""bornml: Born effective charges from DFT with monopole kernel models, and IR spectra.
+
+Quick tour::
+
+    import bornml
+    frames = bornml.read_frames("data.extxyz")          # Z[j,a,b] = dP_a/dr_jb in arrays["bec"]
+    model = bornml.MonopoleModel(cutoff=5.0, n_sparse=500).fit(frames[:80])
+    out = model.predict(frames[80:])                      # dicts: "charges" (N,), "bec" (N,3,3)
+    model.save("water.bornml.npz")
+    model = bornml.load_model("water.bornml.npz")
+"""
 
 __version__ = "0.1.0"
+
+from .io import read_frames, write_frames  # noqa: E402
+from .models.monopole import MonopoleModel  # noqa: E402
+from .models.serialization import load_model  # noqa: E402
+
+
+def ir_spectrum(*args, **kwargs):
+    """IR spectrum from MD trajectories; see :func:`bornml.spectra.ir.ir_spectrum`."""
+    from .spectra.ir import ir_spectrum as _ir
+
+    return _ir(*args, **kwargs)
+
+
+__all__ = ["read_frames", "write_frames", "MonopoleModel", "load_model", "ir_spectrum",
+           "__version__"]

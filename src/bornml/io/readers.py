@@ -31,13 +31,15 @@ _VASP_BEC_HEADER = "BORN EFFECTIVE CHARGES"
 _VASP_EPS_HEADER = "MACROSCOPIC STATIC DIELECTRIC TENSOR (including local field effects in DFT)"
 
 
-def read_frames(path, index=":", layout=keys.LAYOUT_AUTO, format=None):
+def read_frames(path, index=":", layout=keys.LAYOUT_AUTO, format=None, require_bec=True):
     """Read frames with BECs from ``path``; return ``list[ase.Atoms]``.
 
     ``index``: ASE-style selection (``":"``, ``"1::2"``, ``-1``, ``slice``). ``layout``: storage
     order of the 9 numbers per atom (``"auto"``, ``"P-r"``, ``"r-P"``). ``format``: ``"outcar"``,
     ``"phonopy"`` or an ASE format name; default: from the file name (``OUTCAR*`` → outcar,
-    ``BORN`` → phonopy, else ASE detection). Raises :class:`BornDataError` on bad data.
+    ``BORN`` → phonopy, else ASE detection). ``require_bec=False`` accepts frames without
+    BECs (structures to predict for); BECs that are present are still checked.
+    Raises :class:`BornDataError` on bad data.
     """
     path = Path(path)
     if layout not in keys.LAYOUTS:
@@ -51,7 +53,7 @@ def read_frames(path, index=":", layout=keys.LAYOUT_AUTO, format=None):
     if fmt == "phonopy":
         raise BornDataError("a phonopy BORN file lists no structure; use "
                             "bornml.io.readers.read_phonopy_born(path, atoms)", path=path)
-    return _read_ase(path, index, layout, fmt)
+    return _read_ase(path, index, layout, fmt, require_bec)
 
 
 def _guess_format(path):
@@ -132,7 +134,7 @@ def _bad_column(path, start):
     return None, ""
 
 
-def _read_ase(path, index, layout, fmt):
+def _read_ase(path, index, layout, fmt, require_bec=True):
     layout = keys.LAYOUT_P_R if layout == keys.LAYOUT_AUTO else layout
     if fmt in ("extxyz", "xyz"):  # plain xyz is read as extxyz, a superset
         fmt = "extxyz"
@@ -154,12 +156,13 @@ def _read_ase(path, index, layout, fmt):
                     key, why = None, ""
                 raise BornDataError(f"cannot parse frame: {why or err}", path=path, frame=bad,
                                     key=key) from err
-        return [_finish(frames[i], path, i, layout) for i in numbers]
+        return [_finish(frames[i], path, i, layout, require_bec) for i in numbers]
     try:
         images = ase.io.read(str(path), index=":", format=fmt)
     except Exception as err:
         raise BornDataError(f"cannot parse as {fmt}: {err}", path=path) from err
-    return [_finish(images[i], path, i, layout) for i in _to_range(index, len(images), path)]
+    return [_finish(images[i], path, i, layout, require_bec)
+            for i in _to_range(index, len(images), path)]
 
 
 def _move_calc_results(atoms):
@@ -172,10 +175,12 @@ def _move_calc_results(atoms):
             atoms.info[name] = value
 
 
-def _finish(atoms, path, frame, layout):
+def _finish(atoms, path, frame, layout, require_bec=True):
     """Normalise one frame: calculator results, BEC key and layout, epsilon_inf, provenance."""
     _move_calc_results(atoms)
-    atoms.arrays[keys.BEC] = _extract_bec(atoms, path, frame, layout)
+    has_bec = any(k in atoms.arrays or k in atoms.info for k in keys.BEC_ALIASES)
+    if require_bec or has_bec:
+        atoms.arrays[keys.BEC] = _extract_bec(atoms, path, frame, layout)
     for name in keys.EPSILON_ALIASES:
         if name in atoms.info:
             eps = _as_float(atoms.info.pop(name), path, frame, name)

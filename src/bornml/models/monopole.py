@@ -187,11 +187,39 @@ class MonopoleModel:
         self._reference_matrices = None
 
     def _ref_mats(self):
+        """Reference features as matrices per l, (L+1, M·SN, SN), for the kernel gradients."""
         if getattr(self, "_reference_matrices", None) is None:
             sn = len(self.species_) * (self.max_radial + 1)
-            self._reference_matrices = {
-                z: feature_to_matrices(r, sn, self.max_angular) for z, r in self.references_.items()}
+            self._reference_matrices = {}
+            for z, r in self.references_.items():
+                mats = feature_to_matrices(r, sn, self.max_angular)  # (M, L+1, SN, SN)
+                self._reference_matrices[z] = np.ascontiguousarray(
+                    mats.transpose(1, 0, 2, 3).reshape(self.max_angular + 1, -1, sn))
         return self._reference_matrices
+
+    def _kernel_coefficient_gradients(self, coefficients, xhat, norms, z):
+        """∂K(x_i, x_k)/∂c_i for atoms i (species z) and all references k: (n, M, S, N·LM)."""
+        L = self.max_angular
+        n = len(xhat)
+        c = coefficients.reshape(n, -1, coefficients.shape[-1])  # (n, SN, LM)
+        sn, lm = c.shape[1], c.shape[2]
+        ref = self.references_[z]
+        m = len(ref)
+        vmats = self._ref_mats()[z]
+        u = np.empty((n, m * sn, lm))
+        factors = [2.0 / np.sqrt(2 * l + 1) for l in range(L + 1)]
+        for i in range(n):
+            start = 0
+            for l in range(L + 1):
+                sl = slice(start, start + 2 * l + 1)
+                start += 2 * l + 1
+                u[i, :, sl] = vmats[l] @ (factors[l] * c[i, :, sl])
+        u = u.reshape(n, m, sn, lm)
+        k = xhat @ ref.T  # (n, M)
+        self_vjp = power_spectrum_vjp(coefficients, xhat, L).reshape(n, 1, sn, lm)
+        u -= k[:, :, None, None] * self_vjp
+        u *= (self.zeta * k ** (self.zeta - 1) / norms[:, None])[:, :, None, None]
+        return u.reshape(n, m, len(self.species_), -1)
 
     def design_matrix(self, frame, index=0):
         """Linear maps from the weights to this frame's Born charges and neutral charges.
@@ -200,17 +228,13 @@ class MonopoleModel:
         columns the reference environments of all species in ``species_`` order.
         """
         fe, xhat, norms = self._expand(frame, index)
-        L = self.max_angular
-        S, N = len(self.species_), self.max_radial + 1
+        S = len(self.species_)
         n_atoms = len(frame)
-        coef = fe.coefficients.reshape(n_atoms, S * N, -1)
         seg = fe._segment
-        bounds = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1], True]) if len(seg) else [0]
         periodic = bool(np.any(frame.pbc))
         designs, charge_designs = [], []
         for z in self.species_:
             ref = self.references_[z]
-            vmats = self._ref_mats()[z]  # (M, L+1, SN, SN)
             m = len(ref)
             atoms = np.flatnonzero(frame.numbers == z)
             charges = np.zeros((n_atoms, m))
@@ -221,35 +245,24 @@ class MonopoleModel:
             local[pair_ids] = np.arange(len(pair_ids))
             jac = fe.pair_jacobian_subset(pair_ids).reshape(len(pair_ids), -1, 3) if len(
                 pair_ids) else None
-            for i in atoms:
-                k = xhat[i] @ ref.T
-                charges[i] = k ** self.zeta
-                # ∂K_ik/∂c_i for all k: (M, SN, LM)
-                self_vjp = power_spectrum_vjp(fe.coefficients[i:i + 1], xhat[i:i + 1], L)[0]
-                u = np.empty((m, S * N, coef.shape[2]))
-                start = 0
-                for l in range(L + 1):
-                    sl = slice(start, start + 2 * l + 1)
-                    start += 2 * l + 1
-                    u[:, :, sl] = (2.0 / np.sqrt(2 * l + 1)) * (vmats[:, l] @ coef[i, :, sl])
-                u -= k[:, None, None] * self_vjp.reshape(1, S * N, -1)
-                u *= (self.zeta * k ** (self.zeta - 1) / norms[i])[:, None, None]
-                u = u.reshape(m, S, -1)
-                # pairs of centre i, grouped by neighbour species (contiguous segments)
-                for s in range(S):
-                    segment = i * S + s
-                    lo, hi = _segment_range(seg, segment)
-                    if hi == lo:
-                        continue
-                    rows = local[lo:hi]
-                    jblock = jac[rows].transpose(1, 0, 2).reshape(jac.shape[1], -1)
-                    grads[rows] = (u[:, s] @ jblock).reshape(m, hi - lo, 3).transpose(1, 2, 0)
+            for chunk in np.array_split(atoms, max(1, int(np.ceil(len(atoms) / 32)))):
+                u_chunk = self._kernel_coefficient_gradients(
+                    fe.coefficients[chunk], xhat[chunk], norms[chunk], z)  # (n, M, S, N·LM)
+                charges[chunk] = (xhat[chunk] @ ref.T) ** self.zeta
+                for u, i in zip(u_chunk, chunk):
+                    # pairs of centre i, grouped by neighbour species (contiguous segments)
+                    for s in range(S):
+                        lo, hi = _segment_range(seg, i * S + s)
+                        if hi == lo:
+                            continue
+                        rows = local[lo:hi]
+                        jblock = jac[rows].transpose(1, 0, 2).reshape(jac.shape[1], -1)
+                        grads[rows] = (u[:, s] @ jblock).reshape(m, hi - lo, 3).transpose(1, 2, 0)
             bec, neutral, _ = assemble_bec(charges, grads, fe.pairs.centers[pair_ids],
                                            fe.pairs.neighbors[pair_ids],
                                            fe.pairs.vectors[pair_ids], fe.positions, periodic)
             designs.append(bec.reshape(n_atoms * 9, m))
             charge_designs.append(neutral)
-        del bounds
         return np.concatenate(designs, axis=1), np.concatenate(charge_designs, axis=1)
 
     # -- prediction -------------------------------------------------------------------------

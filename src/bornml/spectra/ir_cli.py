@@ -46,8 +46,8 @@ def add_arguments(parser):
                         help="window over the correlation lags (default: hann; 'none' = "
                              "plain truncation)")
     parser.add_argument("--max-lag", type=float, metavar="FS", dest="max_lag",
-                        help="correlation length in fs; sets the resolution (~1/(c·max_lag): "
-                             "2000 fs ≈ 17 cm⁻¹ with the Hann window). Default: "
+                        help="correlation length in fs; sets the resolution, of order "
+                             "1/(c·max_lag) (≈ 17 cm⁻¹ for 2000 fs). Default: "
                              f"min({DEFAULT_MAX_LAG_FS:g} fs, half the shortest "
                              "trajectory or block)")
     parser.add_argument("--zero-pad", type=int, default=DEFAULT_ZERO_PAD, metavar="N",

@@ -22,6 +22,7 @@ must then be given explicitly. Uneven spacing or no time step at all is a
 :class:`~bornml.errors.BornDataError` naming the file and the frame.
 """
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,6 +106,7 @@ class _TimeChecker:
         self.prev = None  # (kind, value) of the previous frame
         self.spacing = None  # in the units of the info key used
         self.timestep_fs = timestep_fs
+        self.warned = False
         if timestep_fs is not None and not timestep_fs > 0:
             raise BornDataError(f"the time step must be positive, got {timestep_fs} fs",
                                 path=path)
@@ -133,6 +135,11 @@ class _TimeChecker:
                     "info; give the time between stored frames (e.g. --timestep 2.0 fs)",
                     path=self.path, frame=index)
             return
+        if key in STEP_COUNTER_KEYS and self.given is None:
+            raise BornDataError(
+                f"missing time step: '{key}' is an MD step counter, not a time; give the "
+                "time between stored frames (e.g. --timestep 2.0 fs)", path=self.path,
+                frame=index, key=key)
         value = float(info[key])
         if self.prev is not None:
             pkey, pvalue = self.prev
@@ -146,15 +153,16 @@ class _TimeChecker:
                         "spaced frames", path=self.path, frame=index, key=key)
                 self.spacing = step
                 if self.given is None:
-                    if key in STEP_COUNTER_KEYS:
-                        raise BornDataError(
-                            f"missing time step: '{key}' is an MD step counter, not a time; "
-                            "give the time between stored frames (e.g. --timestep 2.0 fs)",
-                            path=self.path, frame=index, key=key)
                     self.timestep_fs = step
         self.prev = (key, value)
 
     def require(self, index):
+        file_dt = self.spacing if self.prev is None or self.prev[0] in TIME_KEYS else None
+        if (self.given is not None and file_dt is not None and not self.warned
+                and not np.isclose(file_dt, self.given, rtol=TIMESTEP_RTOL)):
+            warnings.warn(f"{self.path}: the given time step {self.given} fs overrides the "
+                          f"file's {file_dt} fs", stacklevel=3)
+            self.warned = True
         if self.timestep_fs is None:
             raise BornDataError(
                 "missing time step: cannot tell the time between frames from a single frame; "

@@ -1,0 +1,234 @@
+"""Command line: ``bornml train | evaluate | predict | ir | demo``. A thin layer over the API."""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+MODEL_TYPES = ("q",)
+
+
+def _add_data_options(p):
+    p.add_argument("--index", default=":",
+                   help="frames to use, ASE slice syntax (default ':' = all), e.g. '0:50'")
+    p.add_argument("--layout", default="auto", choices=("auto", "P-r", "r-P"),
+                   help="storage order of the 9 numbers per atom: 'P-r' = row is the "
+                        "polarisation direction (Z[j,a,b]=dP_a/dr_jb, VASP/extxyz default), "
+                        "'r-P' = transposed storage")
+
+
+def _add_model_options(p):
+    g = p.add_argument_group("monopole model hyper-parameters")
+    g.add_argument("--cutoff", type=float, default=5.0, help="environment radius in Å (5.0)")
+    g.add_argument("--max-radial", type=int, default=7, help="radial basis size − 1 (7)")
+    g.add_argument("--max-angular", type=int, default=6, help="largest l of the expansion (6)")
+    g.add_argument("--atomic-width", type=float, default=0.3,
+                   help="Gaussian width of the atomic density in Å (0.3)")
+    g.add_argument("--cutoff-width", type=float, default=0.5,
+                   help="width of the smooth cut-off in Å (0.5)")
+    g.add_argument("--zeta", type=int, default=2, help="kernel exponent ζ (2)")
+    g.add_argument("--n-sparse", type=int, default=500,
+                   help="reference environments per species (500)")
+    g.add_argument("--sparse-method", default="fps", choices=("fps", "cur", "random"),
+                   help="how reference environments are chosen (fps)")
+    g.add_argument("--tikhonov", type=float, default=1e-6,
+                   help="regularisation ω relative to tr(ΦᵀΦ)/M (1e-6)")
+    g.add_argument("--regulariser", default="kernel", choices=("kernel", "identity"),
+                   help="ω·wᵀK_MM·w ('kernel', default) or ω·|w|² ('identity')")
+    g.add_argument("--charge-regularisation", type=float, default=0.0,
+                   help="λ_q, pulls charges towards tr(Z_DFT)/3 (0)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (0)")
+
+
+def _report(errors, label):
+    line = f"{label}: RMSE {errors['rmse']:.4f} e, nRMSE {errors['nrmse']:.3f}"
+    per = ", ".join(f"{s} {v['rmse']:.4f}" for s, v in errors["per_species"].items())
+    return f"{line}  (per species RMSE: {per}; {errors['n_frames']} frames)"
+
+
+def cmd_train(args):
+    import numpy as np
+
+    from .io import read_frames
+    from .metrics import bec_errors, held_out_indices
+    from .models.monopole import MonopoleModel
+
+    frames = read_frames(args.data, index=args.index, layout=args.layout)
+    test = held_out_indices(len(frames), args.test_fraction)
+    train_idx = np.setdiff1d(np.arange(len(frames)), test)
+    train = [frames[i] for i in train_idx]
+    held = [frames[i] for i in test]
+    print(f"{len(frames)} frames from {args.data}: {len(train)} training, {len(held)} held out "
+          f"(evenly spaced: {test.tolist()})", file=sys.stderr)
+    model = MonopoleModel(
+        cutoff=args.cutoff, max_radial=args.max_radial, max_angular=args.max_angular,
+        atomic_width=args.atomic_width, cutoff_width=args.cutoff_width, zeta=args.zeta,
+        n_sparse=args.n_sparse, sparse_method=args.sparse_method, tikhonov=args.tikhonov,
+        regulariser=args.regulariser, charge_regularisation=args.charge_regularisation,
+        seed=args.seed, progress=not args.no_progress)
+    start = time.perf_counter()
+    model.fit(train)
+    fit_seconds = time.perf_counter() - start
+    summary = {"data": str(args.data), "train_frames": train_idx.tolist(),
+               "test_frames": test.tolist(), "fit_seconds": fit_seconds}
+    summary["train"] = bec_errors(train, model.predict(train))
+    print(_report(summary["train"], "train"), file=sys.stderr)
+    if held:
+        predictions = model.predict(held)
+        summary["test"] = bec_errors(held, predictions)
+        print(_report(summary["test"], "test "), file=sys.stderr)
+        if args.parity:
+            from .plots import parity_plot
+
+            parity_plot(held, predictions, args.parity, title=f"held-out frames of {args.data}")
+    model.training_summary_ = {k: summary[k] for k in ("data", "train_frames", "test_frames",
+                                                       "fit_seconds")}
+    model.training_summary_["train_rmse"] = summary["train"]["rmse"]
+    if held:
+        model.training_summary_["test_rmse"] = summary["test"]["rmse"]
+    model.save(args.output)
+    print(f"model written to {args.output} (fit {fit_seconds:.1f} s)", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+def cmd_evaluate(args):
+    from .io import read_frames
+    from .metrics import bec_errors
+    from .models.serialization import load_model
+
+    model = load_model(args.model)
+    model.progress = not args.no_progress
+    frames = read_frames(args.data, index=args.index, layout=args.layout)
+    predictions = model.predict(frames)
+    errors = bec_errors(frames, predictions)
+    if args.parity:
+        from .plots import parity_plot
+
+        parity_plot(frames, predictions, args.parity, title=str(args.data))
+    if args.json:
+        print(json.dumps(errors))
+    else:
+        print(_report(errors, "all"))
+        print("per component RMSE (Z[j,a,b], a = field, b = displacement):")
+        print("  " + "  ".join(f"{c} {v['rmse']:.4f}" for c, v in errors["per_component"].items()))
+        if "max_asr_residual_per_atom" in errors:
+            print(f"largest sum-rule correction per atom: "
+                  f"{errors['max_asr_residual_per_atom']:.2e} e")
+    return 0
+
+
+def cmd_predict(args):
+    from .io import read_frames, write_frames
+    from .models.serialization import load_model
+
+    model = load_model(args.model)
+    model.progress = not args.no_progress
+    frames = read_frames(args.frames, index=args.index, layout=args.layout, require_bec=False)
+    out = []
+    for frame, pred in zip(frames, model.predict(frames)):
+        frame = frame.copy()
+        frame.arrays["bec"] = pred["bec"]
+        frame.arrays["charges"] = pred["charges"]
+        out.append(frame)
+    write_frames(args.output, out)
+    print(f"{len(out)} frames with charges and bec:R:9 written to {args.output}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_ir(args):
+    from .spectra.ir_cli import run
+
+    return run(args)
+
+
+def cmd_demo(args):
+    from .demo import run_demo
+
+    return run_demo(args.output_dir, quick=args.quick)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="bornml",
+        description="Learn Born effective charges (Z[j,a,b] = dP_a/dr_jb, e) from DFT data "
+                    "with monopole kernel models, predict them along trajectories and compute "
+                    "IR spectra.")
+    parser.add_argument("--version", action="version",
+                        version=f"bornml {__import__('bornml').__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="fit a model to DFT Born charges",
+                       description="Fit a model to the Born charges of DATA (extxyz with a "
+                                   "per-atom bec/BEC/born_charge column, VASP OUTCAR, ...). "
+                                   "Held-out frames are evenly spaced through the file.")
+    p.add_argument("data", help="labelled structures")
+    p.add_argument("--model", default="q", choices=MODEL_TYPES,
+                   help="model type: q = monopole (charges) kernel model")
+    p.add_argument("--output", "-o", required=True, help="model file to write (.npz)")
+    p.add_argument("--test-fraction", type=float, default=0.1,
+                   help="fraction of frames held out for testing (0.1)")
+    p.add_argument("--parity", metavar="PNG", help="parity plot of the held-out frames")
+    p.add_argument("--json", action="store_true", help="print the error summary as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_data_options(p)
+    _add_model_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="errors of a model on labelled data",
+                       description="RMSE and normalised RMSE (RMSE / std of the targets) of "
+                                   "the predicted Born charges, overall, per species and per "
+                                   "Cartesian component.")
+    p.add_argument("model", help="model file")
+    p.add_argument("data", help="labelled structures")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (keys rmse, nrmse, per_species, per_component)")
+    p.add_argument("--parity", metavar="PNG", help="write a parity plot")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict charges and Born charges for structures",
+                       description="Write FRAMES with per-atom 'charges' (e) and 'bec:R:9' "
+                                   "(Z[j,a,b] = dP_a/dr_jb, row-major) to an extxyz file.")
+    p.add_argument("model", help="model file")
+    p.add_argument("frames", help="structures (anything ASE reads)")
+    p.add_argument("--output", "-o", required=True, help="output extxyz")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_predict)
+
+    from .spectra.ir_cli import DESCRIPTION, add_arguments
+
+    p = sub.add_parser("ir", help="IR spectrum from MD trajectories", description=DESCRIPTION)
+    add_arguments(p)
+    p.set_defaults(func=cmd_ir)
+
+    p = sub.add_parser("demo", help="train on shipped α-quartz data, evaluate, IR spectrum",
+                       description="Runs the main job on data shipped with bornml (30 frames "
+                                   "of α-quartz, MIT licence): trains a monopole model, "
+                                   "reports held-out errors, writes the model, a parity plot, "
+                                   "and an IR spectrum of a short generated trajectory.")
+    p.add_argument("--output-dir", default="bornml-demo", help="where to write (bornml-demo)")
+    p.add_argument("--quick", action="store_true", help="smaller model and trajectory")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .errors import BornDataError, ModelFileError
+
+    try:
+        return args.func(args)
+    except (BornDataError, ModelFileError, FileNotFoundError) as err:
+        print(f"bornml {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Error measures of predicted Born charges against reference data.
+
+RMSE over all tensor elements (e) and normalised RMSE = RMSE / std of the targets (the std
+over the same elements, about their mean). Targets are ASR-corrected per frame first (the
+model's predictions obey the sum rule by construction), see :func:`bornml.models.monopole.asr_corrected`.
+"""
+
+import numpy as np
+
+from . import keys
+from .models.monopole import asr_corrected
+
+COMPONENTS = [f"{a}{b}" for a in "xyz" for b in "xyz"]
+
+
+def _rmse_block(pred, ref):
+    err = pred - ref
+    rmse = float(np.sqrt(np.mean(err ** 2)))
+    std = float(np.std(ref))
+    return {"rmse": rmse, "nrmse": rmse / std if std > 0 else float("nan"), "std": std,
+            "mae": float(np.mean(np.abs(err))), "n": int(ref.size)}
+
+
+def bec_errors(frames, predictions):
+    """Errors overall, per species and per Cartesian component ``ab`` (Z[j,a,b]).
+
+    ``frames``: reference ``ase.Atoms`` with ``arrays["bec"]``; ``predictions``: matching dicts
+    with ``"bec"`` (N, 3, 3). Returns a JSON-ready dict with keys ``rmse``, ``nrmse``, ``std``,
+    ``mae``, ``n``, ``per_species`` and ``per_component``.
+    """
+    from ase.data import chemical_symbols
+
+    refs = [asr_corrected(f.arrays[keys.BEC]) for f in frames]
+    preds = [p["bec"] for p in predictions]
+    ref_all, pred_all = np.concatenate(refs), np.concatenate(preds)
+    numbers = np.concatenate([f.numbers for f in frames])
+    out = _rmse_block(pred_all, ref_all)
+    out["per_species"] = {
+        chemical_symbols[z]: _rmse_block(pred_all[numbers == z], ref_all[numbers == z])
+        for z in sorted(set(numbers.tolist()))}
+    out["per_component"] = {
+        c: _rmse_block(pred_all[:, i // 3, i % 3], ref_all[:, i // 3, i % 3])
+        for i, c in enumerate(COMPONENTS)}
+    out["n_frames"] = len(frames)
+    residuals = [np.abs(p["asr_residual"]).max() / len(f) for f, p in zip(frames, predictions)
+                 if "asr_residual" in p]
+    if residuals:
+        out["max_asr_residual_per_atom"] = float(np.max(residuals))
+    return out
+
+
+def held_out_indices(n_frames, test_fraction):
+    """Evenly spaced held-out frame indices (at least one when test_fraction > 0)."""
+    if test_fraction <= 0:
+        return np.array([], dtype=int)
+    n_test = max(1, int(round(n_frames * test_fraction)))
+    if n_test >= n_frames:
+        raise ValueError(f"test fraction {test_fraction} leaves no training frames "
+                         f"out of {n_frames}")
+    return np.unique(np.round(np.linspace(0, n_frames - 1, n_test + 2)[1:-1]).astype(int))
