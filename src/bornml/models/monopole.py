@@ -131,8 +131,14 @@ class MonopoleModel:
     # -- fitting ----------------------------------------------------------------------------
     def fit(self, frames):
         """Fit the weights to the Born charges ``frame.arrays["bec"]`` of ``frames``."""
-        from ..descriptors.radial import RadialBasis
+        frames = list(frames)
+        self.prepare(frames)
+        self.solve(self.accumulate(frames))
+        self.n_train_frames_ = len(frames)
+        return self
 
+    def prepare(self, frames):
+        """Species, radial basis and reference environments from ``frames`` (step 1 of fit)."""
         self._check_settings()
         frames = list(frames)
         if not frames:
@@ -143,30 +149,42 @@ class MonopoleModel:
                                     path=_source(frame, index), key=keys.BEC)
         self.species_ = tuple(sorted({int(z) for f in frames for z in f.numbers}))
         st = self.soap_settings
-        self.radial_basis_ = RadialBasis.build(st.cutoff, st.max_radial, st.max_angular,
-                                               st.atomic_width, st.cutoff_width)
+        self.radial_basis_ = st.radial_basis()
         self._select_references(frames)
+        return self
+
+    def accumulate(self, frames):
+        """Normal equations of ``frames`` for the current references (see :meth:`solve`).
+
+        Separate from :meth:`fit` so that regularisation can be scanned without recomputing
+        the design matrices: ``model.tikhonov = ω; model.solve(eqs)``.
+        """
         m_total = sum(len(r) for r in self.references_.values())
         eqs = NormalEquations(m_total)
-        lam = float(self.charge_regularisation)
+        eqs.charge = NormalEquations(m_total)
         for index, frame in enumerate(tqdm(frames, desc="fit: design", disable=not self.progress)):
             design, charge_design = self.design_matrix(frame, index)
             target = asr_corrected(frame.arrays[keys.BEC])
             eqs.add(design, target.reshape(-1))
-            if lam > 0:
-                eqs.add(charge_design, np.trace(target, axis1=1, axis2=2) / 3.0, weight=lam,
-                        counts_for_scale=False)
+            eqs.charge.add(charge_design, np.trace(target, axis1=1, axis2=2) / 3.0)
+        return eqs
+
+    def solve(self, eqs):
+        """Set the weights from accumulated normal equations with the current ω and λ_q."""
+        combined = NormalEquations(len(eqs.b))
+        combined.a = eqs.a + float(self.charge_regularisation) * eqs.charge.a
+        combined.b = eqs.b + float(self.charge_regularisation) * eqs.charge.b
+        combined.data_trace = eqs.data_trace
         reg = None
         if self.regulariser == "kernel":
             blocks = [kernel(r, r, self.zeta) for r in self.references_.values()]
-            reg = _block_diag(blocks) + 1e-10 * np.eye(m_total)
-        w = eqs.solve(float(self.tikhonov), reg)
+            reg = _block_diag(blocks) + 1e-10 * np.eye(len(eqs.b))
+        w = combined.solve(float(self.tikhonov), reg)
         self.weights_ = {}
         start = 0
         for z, ref in self.references_.items():
             self.weights_[z] = w[start:start + len(ref)]
             start += len(ref)
-        self.n_train_frames_ = len(frames)
         return self
 
     def _select_references(self, frames):
@@ -197,29 +215,33 @@ class MonopoleModel:
                     mats.transpose(1, 0, 2, 3).reshape(self.max_angular + 1, -1, sn))
         return self._reference_matrices
 
-    def _kernel_coefficient_gradients(self, coefficients, xhat, norms, z):
-        """∂K(x_i, x_k)/∂c_i for atoms i (species z) and all references k: (n, M, S, N·LM)."""
+    def _kernel_coefficient_gradients(self, coefficients, xhat, z):
+        """Pieces of ∂K(x_i, x_k)/∂c_i for atoms i (species z) and all references k.
+
+        ``∂K_ik/∂c_i = f_ik (T_ik − k_ik S_i)`` with ``T_ik = ∂(x̂_k·x_i)/∂c_i``,
+        ``S_i = ∂(x̂_i·x_i)/∂c_i`` (x̂_i held fixed), ``k_ik = x̂_i·x̂_k`` and
+        ``f_ik = ζ k_ik^(ζ−1)/|x_i|``. Yields ``(position in chunk, T_i (M, S, N·LM))`` one atom
+        at a time; T is computed for chunks of atoms so the reference matrices are read once
+        per chunk.
+        """
         L = self.max_angular
         n = len(xhat)
         c = coefficients.reshape(n, -1, coefficients.shape[-1])  # (n, SN, LM)
         sn, lm = c.shape[1], c.shape[2]
-        ref = self.references_[z]
-        m = len(ref)
+        m = len(self.references_[z])
         vmats = self._ref_mats()[z]
-        u = np.empty((n, m * sn, lm))
-        factors = [2.0 / np.sqrt(2 * l + 1) for l in range(L + 1)]
+        blocks = []
+        start = 0
+        for l in range(L + 1):
+            sl = slice(start, start + 2 * l + 1)
+            start += 2 * l + 1
+            rhs = (2.0 / np.sqrt(2 * l + 1)) * c[:, :, sl].transpose(1, 0, 2).reshape(sn, -1)
+            blocks.append((sl, (vmats[l] @ rhs).reshape(m * sn, n, 2 * l + 1)))
+        u = np.empty((m * sn, lm))
         for i in range(n):
-            start = 0
-            for l in range(L + 1):
-                sl = slice(start, start + 2 * l + 1)
-                start += 2 * l + 1
-                u[i, :, sl] = vmats[l] @ (factors[l] * c[i, :, sl])
-        u = u.reshape(n, m, sn, lm)
-        k = xhat @ ref.T  # (n, M)
-        self_vjp = power_spectrum_vjp(coefficients, xhat, L).reshape(n, 1, sn, lm)
-        u -= k[:, :, None, None] * self_vjp
-        u *= (self.zeta * k ** (self.zeta - 1) / norms[:, None])[:, :, None, None]
-        return u.reshape(n, m, len(self.species_), -1)
+            for sl, block in blocks:
+                u[:, sl] = block[:, i, :]
+            yield i, u.reshape(m, len(self.species_), -1)
 
     def design_matrix(self, frame, index=0):
         """Linear maps from the weights to this frame's Born charges and neutral charges.
@@ -245,11 +267,15 @@ class MonopoleModel:
             local[pair_ids] = np.arange(len(pair_ids))
             jac = fe.pair_jacobian_subset(pair_ids).reshape(len(pair_ids), -1, 3) if len(
                 pair_ids) else None
-            for chunk in np.array_split(atoms, max(1, int(np.ceil(len(atoms) / 32)))):
-                u_chunk = self._kernel_coefficient_gradients(
-                    fe.coefficients[chunk], xhat[chunk], norms[chunk], z)  # (n, M, S, N·LM)
-                charges[chunk] = (xhat[chunk] @ ref.T) ** self.zeta
-                for u, i in zip(u_chunk, chunk):
+            for chunk in np.array_split(atoms, max(1, int(np.ceil(len(atoms) / 24)))):
+                k_chunk = xhat[chunk] @ ref.T  # (n, M)
+                charges[chunk] = k_chunk ** self.zeta
+                f_chunk = self.zeta * k_chunk ** (self.zeta - 1) / norms[chunk, None]
+                self_vjp = power_spectrum_vjp(fe.coefficients[chunk], xhat[chunk],
+                                              self.max_angular).reshape(len(chunk), S, -1)
+                for pos, t in self._kernel_coefficient_gradients(fe.coefficients[chunk],
+                                                                  xhat[chunk], z):
+                    i = chunk[pos]
                     # pairs of centre i, grouped by neighbour species (contiguous segments)
                     for s in range(S):
                         lo, hi = _segment_range(seg, i * S + s)
@@ -257,7 +283,9 @@ class MonopoleModel:
                             continue
                         rows = local[lo:hi]
                         jblock = jac[rows].transpose(1, 0, 2).reshape(jac.shape[1], -1)
-                        grads[rows] = (u[:, s] @ jblock).reshape(m, hi - lo, 3).transpose(1, 2, 0)
+                        g = t[:, s] @ jblock - np.outer(k_chunk[pos], self_vjp[pos, s] @ jblock)
+                        g *= f_chunk[pos][:, None]
+                        grads[rows] = g.reshape(m, hi - lo, 3).transpose(1, 2, 0)
             bec, neutral, _ = assemble_bec(charges, grads, fe.pairs.centers[pair_ids],
                                            fe.pairs.neighbors[pair_ids],
                                            fe.pairs.vectors[pair_ids], fe.positions, periodic)

@@ -1,0 +1,117 @@
+"""Learning curves of the monopole model on the shared DFT data (water, ZrO2, quartz).
+
+For each system: the same 10 held-out frames, evenly spaced through the file; training sets
+of 5, 10, 20, 40, 80 frames evenly spaced through the remaining frames (nested as far as
+even spacing allows). Prints one JSON line per point (train/test RMSE and nRMSE, fit time)
+and writes a figure (RMSE left axis, RMSE/std right axis; dashed = train, solid = test).
+
+Hyper-parameters per system are fixed below; they were chosen with
+``benchmarks/tune_hypers.py`` on the non-held-out frames only (validation split inside the
+training pool), never on the held-out frames.
+
+    python benchmarks/learning_curve.py [--systems water zro2] [--sizes 5 10 20 40 80]
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import DATASETS, emit, shared_data
+
+HYPERS = {
+    "water": dict(cutoff=5.0, max_radial=7, max_angular=6, atomic_width=0.3, zeta=2,
+                  n_sparse=1000, sparse_method="fps", tikhonov=1e-6),
+    "zro2": dict(cutoff=6.0, max_radial=7, max_angular=6, atomic_width=0.3, zeta=2,
+                 n_sparse=1000, sparse_method="fps", tikhonov=1e-6),
+    "quartz": dict(cutoff=5.0, max_radial=7, max_angular=6, atomic_width=0.3, zeta=2,
+                   n_sparse=1000, sparse_method="fps", tikhonov=1e-6),
+}
+
+
+def split(n_frames, n_test=10):
+    """Held-out indices (n_test, evenly spaced) and the remaining training pool."""
+    test = np.unique(np.round(np.linspace(0, n_frames - 1, n_test + 2)[1:-1]).astype(int))
+    pool = np.setdiff1d(np.arange(n_frames), test)
+    return test, pool
+
+
+def training_subset(pool, size):
+    """``size`` frames evenly spaced through ``pool``."""
+    if size >= len(pool):
+        return pool
+    return pool[np.unique(np.round(np.linspace(0, len(pool) - 1, size)).astype(int))]
+
+
+def plot(records, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = list(dict.fromkeys(r["system"] for r in records))
+    fig, axes = plt.subplots(1, len(systems), figsize=(4.2 * len(systems), 3.6), dpi=130,
+                             squeeze=False)
+    for ax, system in zip(axes[0], systems):
+        rec = [r for r in records if r["system"] == system]
+        for model in dict.fromkeys(r["model"] for r in rec):
+            sub = sorted((r for r in rec if r["model"] == model), key=lambda r: r["n_train"])
+            n = [r["n_train"] for r in sub]
+            line, = ax.loglog(n, [r["test_rmse"] for r in sub], "o-", label=f"{model} test")
+            ax.loglog(n, [r["train_rmse"] for r in sub], "o--", color=line.get_color(),
+                      alpha=0.6, label=f"{model} train")
+        ax.set_xlabel("training frames")
+        ax.set_ylabel("RMSE of Z (e)")
+        ax.set_title(system)
+        std = rec[0]["test_std"]
+        right = ax.secondary_yaxis("right", functions=(lambda y: y / std, lambda y: y * std))
+        right.set_ylabel("RMSE / std")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--systems", nargs="+", default=["water", "zro2"],
+                        choices=sorted(DATASETS))
+    parser.add_argument("--sizes", nargs="+", type=int, default=[5, 10, 20, 40, 80])
+    parser.add_argument("--n-sparse", type=int, help="override n_sparse for all systems")
+    parser.add_argument("--figure", default=str(Path(__file__).parent / "out" /
+                                                "learning_curve.png"))
+    args = parser.parse_args()
+
+    import bornml
+    from bornml.metrics import bec_errors
+
+    records = []
+    for system in args.systems:
+        frames = bornml.read_frames(shared_data() / DATASETS[system])
+        test, pool = split(len(frames))
+        held = [frames[i] for i in test]
+        for size in args.sizes:
+            idx = training_subset(pool, size)
+            train = [frames[i] for i in idx]
+            hypers = dict(HYPERS[system])
+            if args.n_sparse:
+                hypers["n_sparse"] = args.n_sparse
+            start = time.perf_counter()
+            model = bornml.MonopoleModel(**hypers).fit(train)
+            fit_s = time.perf_counter() - start
+            tr = bec_errors(train, model.predict(train))
+            te = bec_errors(held, model.predict(held))
+            records.append(emit({
+                "benchmark": "learning_curve", "system": system, "model": "q",
+                "n_train": len(idx), "n_test": len(test), "test_frames": test.tolist(),
+                "train_rmse": tr["rmse"], "train_nrmse": tr["nrmse"],
+                "test_rmse": te["rmse"], "test_nrmse": te["nrmse"], "test_std": te["std"],
+                "test_rmse_per_species": {s: v["rmse"] for s, v in te["per_species"].items()},
+                "fit_seconds": fit_s, "hypers": hypers}))
+    Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
+    plot(records, args.figure)
+    emit({"benchmark": "learning_curve", "figure": args.figure})
+
+
+if __name__ == "__main__":
+    main()

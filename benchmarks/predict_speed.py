@@ -1,0 +1,81 @@
+"""BEC prediction time for one 192-atom water frame: adjoint route vs descriptor gradients.
+
+Prints JSON lines. The main record has ``ms_per_frame`` (bornml's prediction: density
+expansion, kernel, adjoint pull-back of ∂q/∂x to the pair vectors) and
+``ms_power_spectrum_gradient_route`` (the same model with the full power-spectrum position
+gradients ∂x_i/∂d_p materialised and contracted, in chunks of pairs), both medians over
+``--repeats`` calls in the same run, and their ratio. The two routes' Born charges are
+compared (max abs difference) so the comparison is between equal results.
+
+    python benchmarks/predict_speed.py [--n-sparse 1000] [--repeats 20]
+"""
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+
+from _common import DATASETS, emit, median_ms, shared_data
+
+
+def reference_route(model, frame, chunk=2048):
+    """Born charges via materialised power-spectrum gradients (the slow route)."""
+    from bornml.descriptors.soap import power_spectrum_pair_gradients
+    from bornml.models.bec_assembly import assemble_bec
+    from bornml.models.kernel import kernel_weighted_gradient
+
+    fe, xhat, norms = model._expand(frame, 0)
+    v = np.zeros_like(xhat)
+    q = np.zeros(len(frame))
+    for z in model.species_:
+        sel = frame.numbers == z
+        v[sel], q[sel] = kernel_weighted_gradient(xhat[sel], norms[sel], model.references_[z],
+                                                  model.weights_[z], model.zeta)
+    n_pairs = len(fe.pairs.centers)
+    g = np.empty((n_pairs, 3))
+    for start in range(0, n_pairs, chunk):
+        idx = np.arange(start, min(start + chunk, n_pairs))
+        grads = power_spectrum_pair_gradients(fe, idx)  # (n, 3, D)
+        g[idx] = np.einsum("nxd,nd->nx", grads, v[fe.pairs.centers[idx]])
+    bec, _, _ = assemble_bec(q, g, fe.pairs.centers, fe.pairs.neighbors, fe.pairs.vectors,
+                             fe.positions, True)
+    return bec
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-sparse", type=int, default=1000)
+    parser.add_argument("--train-frames", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+
+    import bornml
+
+    frames = bornml.read_frames(shared_data() / DATASETS["water"])
+    train = frames[: args.train_frames]
+    frame = frames[-1]
+    start = time.perf_counter()
+    model = bornml.MonopoleModel(n_sparse=args.n_sparse).fit(train)
+    fit_s = time.perf_counter() - start
+
+    fast, fast_all = median_ms(lambda: model.predict_frame(frame), args.repeats)
+    slow, slow_all = median_ms(lambda: reference_route(model, frame), max(5, args.repeats // 4),
+                               warmup=1)
+    diff = float(np.abs(model.predict_frame(frame)["bec"] - reference_route(model, frame)).max())
+    velocities = np.random.default_rng(0).normal(size=(len(frame), 3)) * 0.01
+    mdot, _ = median_ms(lambda: model.dipole_derivative(frame, velocities), args.repeats)
+    emit({"benchmark": "predict_speed", "system": "water 192 atoms",
+          "model": {"type": "q", "n_sparse_per_species": args.n_sparse,
+                    "max_radial": model.max_radial, "max_angular": model.max_angular,
+                    "cutoff": model.cutoff},
+          "ms_per_frame": fast, "ms_power_spectrum_gradient_route": slow,
+          "speedup": slow / fast, "ms_dipole_derivative": mdot,
+          "max_abs_bec_difference_between_routes": diff,
+          "repeats": args.repeats, "fit_seconds_for_setup": fit_s,
+          "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine()})
+
+
+if __name__ == "__main__":
+    main()
