@@ -200,7 +200,7 @@ def power_spectrum_pair_gradients(expansion, pair_index):
         start += 2 * l + 1
         c = coef[:, :, sl]
         d = dc[:, :, sl, :]
-        dp = np.einsum("nam,nbmx->nxab", d, c) / np.sqrt(2 * l + 1)
+        dp = np.einsum("namx,nbm->nxab", d, c) / np.sqrt(2 * l + 1)
         dp = dp + dp.transpose(0, 1, 3, 2)
         out.append(dp[:, :, iu[0], iu[1]] * scale)
     return np.concatenate(out, axis=2)

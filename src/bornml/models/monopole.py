@@ -259,6 +259,10 @@ class MonopoleModel:
             ref = self.references_[z]
             m = len(ref)
             atoms = np.flatnonzero(frame.numbers == z)
+            if len(atoms) == 0:  # species absent from this frame: its columns are zero
+                designs.append(np.zeros((n_atoms * 9, m)))
+                charge_designs.append(np.zeros((n_atoms, m)))
+                continue
             charges = np.zeros((n_atoms, m))
             sel = np.isin(fe.pairs.centers, atoms)
             pair_ids = np.flatnonzero(sel)

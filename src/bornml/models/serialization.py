@@ -51,12 +51,20 @@ def load_model(path):
     from .monopole import MonopoleModel
 
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+        data = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as err:
-        raise ModelFileError(f"{path}: not a readable bornml model file ({err})") from err
+        raise ModelFileError(f"{path}: not a bornml model file (not a readable .npz archive)"
+                             ) from err
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ModelFileError(f"{path}: not a bornml model file (a plain numpy array, not an "
+                             ".npz archive)")
+    try:
+        with data:
+            arrays = {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as err:
+        raise ModelFileError(f"{path}: damaged bornml model file ({err})") from err
     if "metadata" not in arrays:
         raise ModelFileError(f"{path}: not a bornml model file (no metadata)")
     try:

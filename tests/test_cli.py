@@ -1,0 +1,208 @@
+"""Tests of the command line (``bornml train | evaluate | predict | demo``), run in-process
+through :func:`bornml.cli.main`, plus one real call of the installed console script."""
+
+import contextlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.geometry import find_mic
+
+import bornml
+from bornml.cli import main
+from bornml.demo import shipped_data_path
+from bornml.metrics import bec_errors
+
+SMALL_ARGS = ["--n-sparse", "30", "--max-radial", "4", "--max-angular", "3", "--no-progress"]
+
+
+def run_cli(argv):
+    """Run ``bornml argv`` in-process; return (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small model trained by ``bornml train`` on the shipped quartz data."""
+    folder = tmp_path_factory.mktemp("cli")
+    model_path = folder / "quartz.npz"
+    code, out, err = run_cli(["train", shipped_data_path(), "-o", model_path, "--json",
+                              *SMALL_ARGS])
+    return {"code": code, "stdout": out, "stderr": err, "model": model_path, "folder": folder}
+
+
+@pytest.fixture(scope="module")
+def shipped_frames():
+    return bornml.read_frames(shipped_data_path())
+
+
+# -- train / evaluate / predict ----------------------------------------------------------------------
+
+def test_train_writes_model_and_json_summary(trained, shipped_frames):
+    assert trained["code"] == 0, trained["stderr"]
+    assert trained["model"].is_file()
+    summary = json.loads(trained["stdout"])
+    for part in ("train", "test"):
+        assert 0 < summary[part]["rmse"] < 1.0
+        assert 0 < summary[part]["nrmse"] < 0.2
+    # default hold-out: 10 % of the 30 frames, evenly spaced, disjoint from the training set
+    assert len(summary["test_frames"]) == 3
+    assert not set(summary["test_frames"]) & set(summary["train_frames"])
+    assert len(summary["train_frames"]) + 3 == len(shipped_frames)
+    # the written model reproduces the reported held-out error
+    model = bornml.load_model(trained["model"])
+    assert model.n_sparse == 30 and model.max_radial == 4 and model.max_angular == 3
+    held = [shipped_frames[i] for i in summary["test_frames"]]
+    assert bec_errors(held, model.predict(held))["rmse"] == pytest.approx(
+        summary["test"]["rmse"], rel=1e-10)
+
+
+def test_evaluate_json_matches_api(trained, shipped_frames):
+    code, out, err = run_cli(["evaluate", trained["model"], shipped_data_path(), "--json",
+                              "--no-progress"])
+    assert code == 0, err
+    result = json.loads(out)
+    assert {"rmse", "nrmse"} <= set(result)
+    model = bornml.load_model(trained["model"])
+    expected = bec_errors(shipped_frames, model.predict(shipped_frames))
+    assert result["n_frames"] == len(shipped_frames) == 30
+    assert result["rmse"] == pytest.approx(expected["rmse"], rel=1e-12)
+    assert result["nrmse"] == pytest.approx(expected["nrmse"], rel=1e-12)
+    assert result["nrmse"] == pytest.approx(result["rmse"] / result["std"], rel=1e-12)
+
+
+def test_evaluate_index_selects_frames(trained, shipped_frames):
+    code, out, _ = run_cli(["evaluate", trained["model"], shipped_data_path(), "--json",
+                            "--no-progress", "--index", "0:5"])
+    assert code == 0
+    model = bornml.load_model(trained["model"])
+    expected = bec_errors(shipped_frames[:5], model.predict(shipped_frames[:5]))
+    result = json.loads(out)
+    assert result["n_frames"] == 5
+    assert result["rmse"] == pytest.approx(expected["rmse"], rel=1e-12)
+
+
+def write_unlabelled(path, frames):
+    """Structures without Born charges (what a user predicts for)."""
+    import ase.io
+
+    ase.io.write(path, [Atoms(f.numbers, positions=f.positions, cell=f.cell, pbc=f.pbc)
+                        for f in frames], format="extxyz")
+    return path
+
+
+@pytest.mark.parametrize("source", ["labelled", "unlabelled-cluster"])
+def test_predict_writes_charges_and_bec(source, trained, shipped_frames, tmp_path):
+    if source == "labelled":
+        inp, frames, extra = shipped_data_path(), shipped_frames[:3], ["--index", "0:3"]
+    else:
+        f = shipped_frames[4]
+        d, dist = find_mic(f.positions - f.positions[0], f.cell, pbc=True)
+        cluster = Atoms(f.numbers[dist < 4.0], positions=f.positions[0] + d[dist < 4.0])
+        frames = [cluster]
+        inp, extra = write_unlabelled(tmp_path / "cluster.xyz", frames), []
+    out_path = tmp_path / "predicted.extxyz"
+    code, _, err = run_cli(["predict", trained["model"], inp, "-o", out_path, "--no-progress",
+                            *extra])
+    assert code == 0, err
+    back = bornml.read_frames(out_path)
+    model = bornml.load_model(trained["model"])
+    # compare with the API on the structures as the CLI read them (plain xyz rounds positions)
+    frames = bornml.read_frames(inp, index=extra[1] if extra else ":", require_bec=False)
+    expected = model.predict(frames)
+    assert len(back) == len(frames)
+    for frame, got, exp in zip(frames, back, expected):
+        np.testing.assert_allclose(got.positions, frame.positions, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(got.arrays["bec"], exp["bec"], rtol=0, atol=1e-8)
+        np.testing.assert_allclose(got.arrays["charges"], exp["charges"], rtol=0, atol=1e-8)
+    if source == "labelled":  # the DFT labels were replaced by predictions, not kept
+        assert np.abs(back[0].arrays["bec"] - shipped_frames[0].arrays["bec"]).max() > 1e-3
+
+
+# -- bad inputs: exit code 2 and a message naming the file ---------------------------------------
+
+def test_train_missing_file(tmp_path):
+    missing = tmp_path / "no-such-data.extxyz"
+    code, _, err = run_cli(["train", missing, "-o", tmp_path / "m.npz", *SMALL_ARGS])
+    assert code == 2
+    assert str(missing) in err
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_train_file_without_bec(tmp_path, shipped_frames):
+    path = write_unlabelled(tmp_path / "structures-only.extxyz", shipped_frames[:3])
+    code, _, err = run_cli(["train", path, "-o", tmp_path / "m.npz", *SMALL_ARGS])
+    assert code == 2
+    assert str(path) in err
+    assert "error" in err.lower()
+    assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_corrupt_model_file(command, tmp_path):
+    bad = tmp_path / "corrupt-model.npz"
+    bad.write_bytes(b"PK\x03\x04 this is not a complete zip archive")
+    argv = [command, bad, shipped_data_path(), "--no-progress"]
+    if command == "predict":
+        argv += ["-o", tmp_path / "out.extxyz"]
+    code, out, err = run_cli(argv)
+    assert code == 2
+    assert str(bad) in err
+    assert out == ""
+    assert not (tmp_path / "out.extxyz").exists()
+
+
+def test_missing_model_file(tmp_path):
+    missing = tmp_path / "missing-model.npz"
+    code, _, err = run_cli(["evaluate", missing, shipped_data_path(), "--no-progress"])
+    assert code == 2
+    assert str(missing) in err
+
+
+def test_evaluate_data_without_bec(trained, tmp_path, shipped_frames):
+    path = write_unlabelled(tmp_path / "unlabelled.extxyz", shipped_frames[:2])
+    code, _, err = run_cli(["evaluate", trained["model"], path, "--no-progress"])
+    assert code == 2
+    assert str(path) in err
+
+
+# -- console script and demo -----------------------------------------------------------------------
+
+def test_console_script_help():
+    exe = shutil.which("bornml")
+    if exe is None:
+        pytest.skip("the bornml console script is not installed on PATH")
+    result = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for command in ("train", "evaluate", "predict", "demo"):
+        assert command in result.stdout
+    # the module entry point agrees
+    result = subprocess.run([sys.executable, "-m", "bornml.cli", "--version"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and bornml.__version__ in result.stdout
+
+
+def test_demo_quick(tmp_path):
+    out_dir = tmp_path / "demo"
+    code, out, err = run_cli(["demo", "--quick", "--output-dir", out_dir])
+    assert code == 0, err
+    summary = json.loads((out_dir / "summary.json").read_text())
+    # measured: held-out nRMSE 0.035 (3 frames, quick model)
+    assert summary["held_out"]["nrmse"] < 0.1
+    assert summary["held_out"]["n_frames"] == 3
+    for name in ("parity.png", "ir_spectrum.png"):
+        data = (out_dir / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+    csv = (out_dir / "ir_spectrum.csv").read_text().splitlines()
+    assert len(csv) > 10
+    model = bornml.load_model(out_dir / "quartz_monopole.npz")
+    assert model.species_ == (8, 14)
+    assert json.loads(out.strip().splitlines()[-1]) == summary
