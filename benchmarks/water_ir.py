@@ -48,6 +48,7 @@ trained model ``water_q.npz`` (unless ``--model`` is given).
 import argparse
 import itertools
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -203,6 +204,8 @@ def main():
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args()
 
+    import ase.io
+
     import bornml
     from bornml.spectra import read_experiment_csv
 
@@ -219,10 +222,18 @@ def main():
     if not paths:
         raise SystemExit("no trajectory has complete frames yet")
 
+    max_lag = args.max_lag
+    dt = ase.io.read(str(paths[0]), index=0).info.get("timestep_fs")
+    shortest = min(counts[str(p)] for p in paths)
+    if dt and max_lag >= 0.5 * (shortest - 1) * dt:
+        max_lag = None  # ir_spectrum's default: half the shortest trajectory
+        print(f"--max-lag {args.max_lag:g} fs is too long for {shortest} frames of {dt:g} fs; "
+              "using half the trajectory", file=sys.stderr)
+
     model, model_info = get_model(args, args.out_dir)
     t_model = time.perf_counter()
 
-    common = dict(temperature_K=None, window="hann", max_lag_fs=args.max_lag, qcf="harmonic",
+    common = dict(temperature_K=None, window="hann", max_lag_fs=max_lag, qcf="harmonic",
                   progress=args.progress)
     spectra, timings = {}, {}
     for name, provider in (("model", model), ("fixed", FixedCharges(FF_CHARGES))):

@@ -564,3 +564,29 @@ def test_zro2_held_out_accuracy(zro2):
     for pred in model.predict(test[:2]):
         assert np.abs(pred["bec"].sum(axis=0)).max() <= 1e-10
 
+
+
+@pytest.mark.parametrize("zeta", [1, 2])
+def test_contracted_kernel_route_equals_explicit_sum(zeta):
+    """For ζ = 1, 2 predictions contract the weights over references first; same numbers."""
+    from bornml.models.kernel import (contracted_weighted_gradient, contracted_weights,
+                                      kernel_weighted_gradient, normalise)
+
+    rng = np.random.default_rng(3)
+    xhat, norms = normalise(rng.normal(size=(7, 12)))
+    ref, _ = normalise(rng.normal(size=(20, 12)))
+    w = rng.normal(size=20)
+    v1, q1 = kernel_weighted_gradient(xhat, norms, ref, w, zeta)
+    v2, q2 = contracted_weighted_gradient(xhat, norms, contracted_weights(ref, w, zeta), zeta)
+    np.testing.assert_allclose(q2, q1, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(v2, v1, rtol=1e-12, atol=1e-12)
+    # and the gradient is the derivative of q with respect to the raw features x = x̂·|x|
+    x = xhat * norms[:, None]
+    h = 1e-6
+    for d in range(3):
+        xp, xm = x.copy(), x.copy()
+        xp[0, d] += h
+        xm[0, d] -= h
+        qp = kernel_weighted_gradient(*normalise(xp), ref, w, zeta)[1][0]
+        qm = kernel_weighted_gradient(*normalise(xm), ref, w, zeta)[1][0]
+        assert abs((qp - qm) / (2 * h) - v1[0, d]) < 1e-7

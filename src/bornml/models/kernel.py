@@ -28,3 +28,23 @@ def kernel_weighted_gradient(xhat, norms, ref, weights, zeta):
     q = (kz1 * k) @ weights
     v = zeta * ((kz1 * weights) @ ref - q[:, None] * xhat) / norms[:, None]
     return v, q
+
+
+def contracted_weights(ref, weights, zeta):
+    """For ζ = 1 or 2 the sum over references collapses: Σ_k w_k x̂_k (D,) or
+    Σ_k w_k x̂_k x̂_kᵀ (D, D). Returns None for other ζ (evaluate the sum explicitly)."""
+    if zeta == 1:
+        return weights @ ref
+    if zeta == 2:
+        return (ref.T * weights) @ ref
+    return None
+
+
+def contracted_weighted_gradient(xhat, norms, contracted, zeta):
+    """Same result as :func:`kernel_weighted_gradient` from :func:`contracted_weights`."""
+    if zeta == 1:
+        q = xhat @ contracted
+        return (contracted[None, :] - q[:, None] * xhat) / norms[:, None], q
+    ax = xhat @ contracted  # (n, D); contracted is symmetric
+    q = np.einsum("id,id->i", ax, xhat)
+    return 2.0 * (ax - q[:, None] * xhat) / norms[:, None], q

@@ -21,7 +21,8 @@ from ..descriptors.soap import (FrameExpansion, SoapSettings, feature_to_matrice
 from ..errors import BornDataError
 from .bec_assembly import assemble_bec
 from .fit import NormalEquations
-from .kernel import kernel, kernel_weighted_gradient, normalise
+from .kernel import (contracted_weighted_gradient, contracted_weights, kernel,
+                     kernel_weighted_gradient, normalise)
 from .sparsify import METHODS, select_sparse
 
 REGULARISERS = ("kernel", "identity")
@@ -180,6 +181,7 @@ class MonopoleModel:
             blocks = [kernel(r, r, self.zeta) for r in self.references_.values()]
             reg = _block_diag(blocks) + 1e-10 * np.eye(len(eqs.b))
         w = combined.solve(float(self.tikhonov), reg)
+        self._contracted = None
         self.weights_ = {}
         start = 0
         for z, ref in self.references_.items():
@@ -308,11 +310,25 @@ class MonopoleModel:
         q = np.zeros(len(frame))
         for z in self.species_:
             atoms = frame.numbers == z
-            if np.any(atoms):
+            if not np.any(atoms):
+                continue
+            contracted = self._contracted_weights().get(z)
+            if contracted is not None and len(self.references_[z]) > xhat.shape[1] // 2:
+                v[atoms], q[atoms] = contracted_weighted_gradient(
+                    xhat[atoms], norms[atoms], contracted, self.zeta)
+            else:
                 v[atoms], q[atoms] = kernel_weighted_gradient(
                     xhat[atoms], norms[atoms], self.references_[z], self.weights_[z], self.zeta)
         adjoint = power_spectrum_vjp(fe.coefficients, v, self.max_angular)
         return fe, q, fe.pair_vjp(adjoint)
+
+    def _contracted_weights(self):
+        """Per species Σ_k w_k x̂_k (ζ=1) or Σ_k w_k x̂_k x̂_kᵀ (ζ=2); reset by :meth:`solve`."""
+        if getattr(self, "_contracted", None) is None:
+            self._contracted = {
+                z: contracted_weights(self.references_[z], self.weights_[z], self.zeta)
+                for z in self.species_}
+        return self._contracted
 
     def predict_frame(self, frame, index=0):
         """Prediction for one ``ase.Atoms``: dict with ``charges`` (N,) e, ``bec`` (N, 3, 3)
