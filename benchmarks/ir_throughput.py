@@ -15,7 +15,10 @@ the same run on the same file (the first ``--frames`` frames of one q-SPC/Fw NVE
 Everything runs after a warm-up prediction (Numba kernels compiled or loaded from cache, file
 in the page cache), so the numbers are steady-state. The target of the issue is ≥ 20
 frames/s on 2 cores. Timings depend on other load on the machine; the load average at the
-start and the end is recorded.
+start and the end is recorded, with the thread settings. On a busy 2-core machine OpenBLAS's
+default of one thread per core slowed the prediction about 3.5-fold (178 vs 50 ms per frame,
+load average ≈ 4): compare ``OPENBLAS_NUM_THREADS=1 python benchmarks/ir_throughput.py`` with
+the default (the variable must be set before Python starts).
 
 The model: ``--model PATH`` (default ``benchmarks/out/water_q.npz``, written by
 ``water_ir.py``); when that file does not exist, a model with ``HYPERS["water"]`` (or
@@ -146,7 +149,8 @@ def main():
         "max_lag_fs": sp.max_lag_fs,
         "cpu_count": os.cpu_count(),
         "numba_threads": numba_threads,
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "thread_env": {k: os.environ.get(k) for k in (
+            "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")},
         "load_average_start_end": [round(load_start, 2), round(os.getloadavg()[0], 2)],
         "bornml_version": bornml.__version__,
     })

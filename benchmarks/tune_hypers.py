@@ -10,6 +10,7 @@ once and the regularisation ω is scanned on them. Prints one JSON line per fit.
 """
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -36,6 +37,10 @@ def main():
     parser.add_argument("--n-val", type=int, default=10)
     parser.add_argument("--n-sparse", type=int, default=500)
     parser.add_argument("--only", nargs="*", help="vary only these settings")
+    parser.add_argument("--base", default="{}",
+                        help='JSON overrides of the base setting, e.g. \'{"zeta": 1}\'')
+    parser.add_argument("--vary", default=None,
+                        help='JSON {setting: [values]} replacing the default variations')
     args = parser.parse_args()
 
     import bornml
@@ -50,7 +55,9 @@ def main():
     base = dict(BASE)
     if args.system == "zro2":
         base["cutoff"] = 6.0
-    for name, values in VARIATIONS.items():
+    base.update(json.loads(args.base))
+    variations = json.loads(args.vary) if args.vary else VARIATIONS
+    for name, values in variations.items():
         if args.only and name not in args.only:
             continue
         for value in values:

@@ -37,9 +37,10 @@ model/experiment intensity ratios, not the peak positions, when judging the Born
 
 Outputs (``--out-dir``, default ``benchmarks/out``): ``water_ir.png``, ``water_ir.json`` (also
 printed as one JSON line), ``water_ir_model.csv`` / ``water_ir_fixed.csv`` (spectra), and the
-trained model ``water_q.npz`` (unless ``--model`` is given).
+trained model ``water_q.npz`` (unless ``--model`` is given). On a busy 2-core machine one BLAS
+thread was 3× faster per predicted frame than OpenBLAS's default (see ``ir_throughput.py``).
 
-    python benchmarks/water_ir.py                                   # full: train, 4 × 10001 frames
+    OPENBLAS_NUM_THREADS=1 python benchmarks/water_ir.py            # full: train, 4 × 10001 frames
     python benchmarks/water_ir.py --model benchmarks/out/water_q.npz   # reuse a trained model
     python benchmarks/water_ir.py --train-frames 5 --n-sparse 200 --max-frames 500 \\
         --out-dir benchmarks/out/water_ir_small                     # quick test
