@@ -10,23 +10,28 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, fastmath=False)
-def accumulate_density(fr, y, segment, n_segments):
-    """c[seg, n, lm] = Σ_{p in seg} fr[p, l(lm), n] y[p, lm] → (n_segments, N, LM)."""
-    n_pairs, n_l, n_rad = fr.shape
+@numba.njit(cache=True)
+def accumulate_density(fr, y, bounds):
+    """c[s, n, lm] = Σ_{p in segment s} fr[p, l(lm), n] y[p, lm] → (n_segments, N, LM).
+
+    Pairs are sorted by segment; ``bounds`` (n_segments + 1,) are the segment starts
+    (segments are independent).
+    """
+    n_l, n_rad = fr.shape[1], fr.shape[2]
     n_lm = y.shape[1]
+    n_segments = bounds.shape[0] - 1
     out = np.zeros((n_segments, n_rad, n_lm))
-    for p in range(n_pairs):
-        s = segment[p]
-        for l in range(n_l):
-            for n in range(n_rad):
-                f = fr[p, l, n]
-                for lm in range(l * l, (l + 1) * (l + 1)):
-                    out[s, n, lm] += f * y[p, lm]
+    for s in range(n_segments):
+        for p in range(bounds[s], bounds[s + 1]):
+            for l in range(n_l):
+                for n in range(n_rad):
+                    f = fr[p, l, n]
+                    for lm in range(l * l, (l + 1) * (l + 1)):
+                        out[s, n, lm] += f * y[p, lm]
     return out
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True)
 def pull_back_to_pairs(adjoint, segment, fr, dfr, y, dy, unit):
     """g[p, :] = Σ_{n,lm} adjoint[seg_p, n, lm] ∂(fr[p,l,n] y[p,lm])/∂d_p → (P, 3)."""
     n_pairs, n_l, n_rad = fr.shape
@@ -55,7 +60,7 @@ def pull_back_to_pairs(adjoint, segment, fr, dfr, y, dy, unit):
     return g
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True)
 def smoothed_radial(coef, dx, r, cutoff, width, n_l, n_rad):
     """Cubic-Hermite spline times shifted-cosine cut-off, and its r-derivative.
 

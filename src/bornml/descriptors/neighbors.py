@@ -23,8 +23,12 @@ class NeighborList:
     distances: np.ndarray
 
 
-def neighbor_list(atoms, cutoff):
-    """All neighbour images of every atom of ``atoms`` (ase.Atoms) within ``cutoff`` Å."""
+def neighbor_list(atoms, cutoff, neighbor_key=None):
+    """All neighbour images of every atom of ``atoms`` (ase.Atoms) within ``cutoff`` Å.
+
+    Pairs are sorted by centre, then by ``neighbor_key[j]`` (e.g. the species index of the
+    neighbour; optional), then by neighbour index.
+    """
     positions = np.asarray(atoms.positions, dtype=float)
     pbc = np.asarray(atoms.pbc, dtype=bool)
     if pbc.all() or not pbc.any():
@@ -40,7 +44,9 @@ def neighbor_list(atoms, cutoff):
             "ijSD", pbc, atoms.cell[:], positions, cutoff, self_interaction=False)
     distances = np.linalg.norm(vectors, axis=1)
     keep = distances < cutoff
-    order = np.lexsort((j[keep], i[keep]))
+    keys_ = (j[keep], i[keep]) if neighbor_key is None else (
+        j[keep], np.asarray(neighbor_key)[j[keep]], i[keep])
+    order = np.lexsort(keys_)
     i, j = i[keep][order].astype(np.int64), j[keep][order].astype(np.int64)
     return NeighborList(i, j, np.asarray(shifts)[keep][order].astype(np.int64),
                         np.asarray(vectors, dtype=float)[keep][order], distances[keep][order])

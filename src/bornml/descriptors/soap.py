@@ -78,12 +78,8 @@ class FrameExpansion:
         self.species_index = np.array([lookup[int(z)] for z in numbers], dtype=np.int64)
         self.n_atoms = len(atoms)
         self.positions = np.asarray(atoms.positions, dtype=float)
-        pairs = neighbor_list(atoms, settings.cutoff)
-        # group pairs by (centre, neighbour species) so densities are contiguous segment sums
-        order = np.lexsort((self.species_index[pairs.neighbors], pairs.centers))
-        for name in ("centers", "neighbors", "shifts", "vectors", "distances"):
-            setattr(pairs, name, getattr(pairs, name)[order])
-        self.pairs = pairs
+        # pairs grouped by (centre, neighbour species): densities are contiguous segment sums
+        self.pairs = neighbor_list(atoms, settings.cutoff, neighbor_key=self.species_index)
         L = settings.max_angular
         d = self.pairs.vectors
         self._fr, self._dfr = radial_basis.evaluate_smoothed(self.pairs.distances,
@@ -96,7 +92,8 @@ class FrameExpansion:
         self._pair_species = self.species_index[self.pairs.neighbors]
         S, N, LM = len(self.species), settings.max_radial + 1, (L + 1) ** 2
         self._segment = self.pairs.centers * S + self._pair_species
-        coef = accumulate_density(self._fr, self._y, self._segment, self.n_atoms * S)
+        bounds = np.searchsorted(self._segment, np.arange(self.n_atoms * S + 1))
+        coef = accumulate_density(self._fr, self._y, bounds)
         coef = coef.reshape(self.n_atoms, S, N, LM)
         r0, _ = radial_basis.evaluate(np.zeros(1))
         coef[np.arange(self.n_atoms), self.species_index, :, 0] += (
@@ -144,17 +141,23 @@ def power_spectrum(coefficients, max_angular):
     return np.concatenate(out, axis=1)
 
 
+@lru_cache(maxsize=16)
+def _triangle_maps(sn):
+    """Index of each full-matrix entry (a, b) in the upper triangle, and its weight."""
+    iu = np.triu_indices(sn)
+    position = np.empty((sn, sn), dtype=np.int64)
+    position[iu] = np.arange(len(iu[0]))
+    position[iu[1], iu[0]] = np.arange(len(iu[0]))
+    weight = np.where(np.eye(sn, dtype=bool), 1.0, 1.0 / np.sqrt(2.0))
+    return position.ravel(), weight.ravel()
+
+
 def feature_to_matrices(v, sn, max_angular):
     """Symmetric matrices V^l (..., L+1, SN, SN) with ``v·x = Σ_l <V^l, P^l>_F``."""
-    iu = np.triu_indices(sn)
-    half = np.where(iu[0] == iu[1], 1.0, 1.0 / np.sqrt(2.0))
-    ntri = len(iu[0])
+    position, weight = _triangle_maps(sn)
     lead = v.shape[:-1]
-    v = v.reshape(lead + (max_angular + 1, ntri)) * half
-    mats = np.zeros(lead + (max_angular + 1, sn, sn))
-    mats[..., iu[0], iu[1]] = v
-    mats[..., iu[1], iu[0]] = v
-    return mats
+    v = v.reshape(lead + (max_angular + 1, -1))
+    return (v[..., position] * weight).reshape(lead + (max_angular + 1, sn, sn))
 
 
 def power_spectrum_vjp(coefficients, v, max_angular):

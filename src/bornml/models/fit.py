@@ -6,6 +6,8 @@ matrix between reference environments), ``s = tr(ΦᵀΦ)/M`` makes ω dimension
 works for data sets of different size and charge scale). float64 throughout.
 """
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 
@@ -34,7 +36,15 @@ class NormalEquations:
         scale = self.data_trace / m if self.data_trace > 0 else 1.0
         reg = np.eye(m) if regulariser is None else regulariser
         lhs = self.a + tikhonov * scale * reg
-        try:
-            return scipy.linalg.solve(lhs, self.b, assume_a="pos")
-        except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
-            return scipy.linalg.lstsq(lhs, self.b, cond=1e-12)[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", scipy.linalg.LinAlgWarning)
+            try:
+                return scipy.linalg.solve(lhs, self.b, assume_a="pos")
+            except (np.linalg.LinAlgError, scipy.linalg.LinAlgError,
+                    scipy.linalg.LinAlgWarning):
+                pass
+        # numerically singular (e.g. more references than independent features, ζ = 1):
+        # minimum-norm solution from the eigen-decomposition, dropping directions below 1e-12
+        vals, vecs = scipy.linalg.eigh(lhs)
+        keep = vals > 1e-12 * vals.max()
+        return vecs[:, keep] @ ((vecs[:, keep].T @ self.b) / vals[keep])
