@@ -102,3 +102,36 @@ def smoothed_radial(coef, dx, r, cutoff, width, n_l, n_rad):
                 der[p, l, n] = dv * f + v * df
                 q += 1
     return val, der
+
+
+@numba.njit(cache=True)
+def pair_feature_jacobian(jac, coef, centers, factors):
+    """W[p, b, l, n, a] = factors[l] Σ_m jac[p, n, l²+l+m, b] coef[centers[p], a, l²+l+m].
+
+    ``jac`` (P, N, LM, 3) = ∂c[i_p, s_p, n, lm]/∂d_p; ``coef`` (n_atoms, S·N, LM). Contracting
+    W with the power-spectrum matrices of a reference (rows of its neighbour-species block)
+    gives the derivative of the kernel numerator with respect to the pair vector.
+    Returns (P, 3, L+1, N, S·N).
+    """
+    n_pairs, n_rad, n_lm = jac.shape[0], jac.shape[1], jac.shape[2]
+    n_l = factors.shape[0]
+    sn = coef.shape[1]
+    out = np.zeros((n_pairs, 3, n_l, n_rad, sn))
+    for p in range(n_pairs):
+        i = centers[p]
+        for l in range(n_l):
+            f = factors[l]
+            for n in range(n_rad):
+                for a in range(sn):
+                    s0 = 0.0
+                    s1 = 0.0
+                    s2 = 0.0
+                    for lm in range(l * l, (l + 1) * (l + 1)):
+                        c = coef[i, a, lm]
+                        s0 += jac[p, n, lm, 0] * c
+                        s1 += jac[p, n, lm, 1] * c
+                        s2 += jac[p, n, lm, 2] * c
+                    out[p, 0, l, n, a] = f * s0
+                    out[p, 1, l, n, a] = f * s1
+                    out[p, 2, l, n, a] = f * s2
+    return out

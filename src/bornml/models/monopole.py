@@ -16,6 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import keys
+from ..descriptors._kernels import pair_feature_jacobian
 from ..descriptors.soap import (FrameExpansion, SoapSettings, feature_to_matrices,
                                 power_spectrum, power_spectrum_vjp)
 from ..errors import BornDataError
@@ -204,46 +205,20 @@ class MonopoleModel:
                 x = x[np.sort(rng.choice(len(x), self.max_pool, replace=False))]
             idx = select_sparse(x, int(self.n_sparse), self.sparse_method, seed=self.seed)
             self.references_[z] = np.ascontiguousarray(x[idx])
-        self._reference_matrices = None
+        self._rows = None
 
-    def _ref_mats(self):
-        """Reference features as matrices per l, (L+1, M·SN, SN), for the kernel gradients."""
-        if getattr(self, "_reference_matrices", None) is None:
-            sn = len(self.species_) * (self.max_radial + 1)
-            self._reference_matrices = {}
+    def _reference_rows(self):
+        """Reference power-spectrum matrices restricted to one neighbour species' rows:
+        ``{(z, s): (M_z, (L+1)·N·S·N)}`` with entry [k, (l, n, a)] = V_k^l[(s, n), a]."""
+        if getattr(self, "_rows", None) is None:
+            S, N = len(self.species_), self.max_radial + 1
+            self._rows = {}
             for z, r in self.references_.items():
-                mats = feature_to_matrices(r, sn, self.max_angular)  # (M, L+1, SN, SN)
-                self._reference_matrices[z] = np.ascontiguousarray(
-                    mats.transpose(1, 0, 2, 3).reshape(self.max_angular + 1, -1, sn))
-        return self._reference_matrices
-
-    def _kernel_coefficient_gradients(self, coefficients, xhat, z):
-        """Pieces of ∂K(x_i, x_k)/∂c_i for atoms i (species z) and all references k.
-
-        ``∂K_ik/∂c_i = f_ik (T_ik − k_ik S_i)`` with ``T_ik = ∂(x̂_k·x_i)/∂c_i``,
-        ``S_i = ∂(x̂_i·x_i)/∂c_i`` (x̂_i held fixed), ``k_ik = x̂_i·x̂_k`` and
-        ``f_ik = ζ k_ik^(ζ−1)/|x_i|``. Yields ``(position in chunk, T_i (M, S, N·LM))`` one atom
-        at a time; T is computed for chunks of atoms so the reference matrices are read once
-        per chunk.
-        """
-        L = self.max_angular
-        n = len(xhat)
-        c = coefficients.reshape(n, -1, coefficients.shape[-1])  # (n, SN, LM)
-        sn, lm = c.shape[1], c.shape[2]
-        m = len(self.references_[z])
-        vmats = self._ref_mats()[z]
-        blocks = []
-        start = 0
-        for l in range(L + 1):
-            sl = slice(start, start + 2 * l + 1)
-            start += 2 * l + 1
-            rhs = (2.0 / np.sqrt(2 * l + 1)) * c[:, :, sl].transpose(1, 0, 2).reshape(sn, -1)
-            blocks.append((sl, (vmats[l] @ rhs).reshape(m * sn, n, 2 * l + 1)))
-        u = np.empty((m * sn, lm))
-        for i in range(n):
-            for sl, block in blocks:
-                u[:, sl] = block[:, i, :]
-            yield i, u.reshape(m, len(self.species_), -1)
+                mats = feature_to_matrices(r, S * N, self.max_angular)  # (M, L+1, SN, SN)
+                for s in range(S):
+                    block = mats[:, :, s * N:(s + 1) * N, :]
+                    self._rows[z, s] = np.ascontiguousarray(block.reshape(len(r), -1))
+        return self._rows
 
     def design_matrix(self, frame, index=0):
         """Linear maps from the weights to this frame's Born charges and neutral charges.
@@ -254,7 +229,8 @@ class MonopoleModel:
         fe, xhat, norms = self._expand(frame, index)
         S = len(self.species_)
         n_atoms = len(frame)
-        seg = fe._segment
+        coef = fe.coefficients.reshape(n_atoms, S * (self.max_radial + 1), -1)
+        factors = 2.0 / np.sqrt(2 * np.arange(self.max_angular + 1) + 1.0)
         periodic = bool(np.any(frame.pbc))
         designs, charge_designs = [], []
         for z in self.species_:
@@ -265,33 +241,34 @@ class MonopoleModel:
                 designs.append(np.zeros((n_atoms * 9, m)))
                 charge_designs.append(np.zeros((n_atoms, m)))
                 continue
+            k_atoms = xhat[atoms] @ ref.T  # (n_z, M)
             charges = np.zeros((n_atoms, m))
-            sel = np.isin(fe.pairs.centers, atoms)
-            pair_ids = np.flatnonzero(sel)
-            grads = np.zeros((len(pair_ids), 3, m))
-            local = np.full(len(seg), -1)
-            local[pair_ids] = np.arange(len(pair_ids))
-            jac = fe.pair_jacobian_subset(pair_ids).reshape(len(pair_ids), -1, 3) if len(
-                pair_ids) else None
-            for chunk in np.array_split(atoms, max(1, int(np.ceil(len(atoms) / 24)))):
-                k_chunk = xhat[chunk] @ ref.T  # (n, M)
-                charges[chunk] = k_chunk ** self.zeta
-                f_chunk = self.zeta * k_chunk ** (self.zeta - 1) / norms[chunk, None]
-                self_vjp = power_spectrum_vjp(fe.coefficients[chunk], xhat[chunk],
-                                              self.max_angular).reshape(len(chunk), S, -1)
-                for pos, t in self._kernel_coefficient_gradients(fe.coefficients[chunk],
-                                                                  xhat[chunk], z):
-                    i = chunk[pos]
-                    # pairs of centre i, grouped by neighbour species (contiguous segments)
-                    for s in range(S):
-                        lo, hi = _segment_range(seg, i * S + s)
-                        if hi == lo:
-                            continue
-                        rows = local[lo:hi]
-                        jblock = jac[rows].transpose(1, 0, 2).reshape(jac.shape[1], -1)
-                        g = t[:, s] @ jblock - np.outer(k_chunk[pos], self_vjp[pos, s] @ jblock)
-                        g *= f_chunk[pos][:, None]
-                        grads[rows] = g.reshape(m, hi - lo, 3).transpose(1, 2, 0)
+            charges[atoms] = k_atoms ** self.zeta
+            # f_ik = ζ k^(ζ-1)/|x_i| and k_ik for every atom (rows of other species unused)
+            f_all = np.zeros((n_atoms, m))
+            k_all = np.zeros((n_atoms, m))
+            f_all[atoms] = self.zeta * k_atoms ** (self.zeta - 1) / norms[atoms, None]
+            k_all[atoms] = k_atoms
+            # ∂K_ik/∂d_p = f_ik (V_k · W_p − k_ik S_i · J_p): W from the pair Jacobian, V from
+            # the references (one GEMM per neighbour species); S_i·J_p by the adjoint pull-back
+            self_adjoint = np.zeros_like(fe.coefficients)
+            self_adjoint[atoms] = power_spectrum_vjp(fe.coefficients[atoms], xhat[atoms],
+                                                     self.max_angular)
+            self_term = fe.pair_vjp(self_adjoint)  # (P, 3)
+            pair_ids = np.flatnonzero(np.isin(fe.pairs.centers, atoms))
+            grads = np.empty((len(pair_ids), 3, m))
+            centers = fe.pairs.centers[pair_ids]
+            for s in range(S):
+                sub = np.flatnonzero(fe._pair_species[pair_ids] == s)
+                if len(sub) == 0:
+                    continue
+                w = pair_feature_jacobian(fe.pair_jacobian_subset(pair_ids[sub]), coef,
+                                          centers[sub], factors)
+                g = self._reference_rows()[z, s] @ w.reshape(len(sub) * 3, -1).T  # (M, 3n)
+                g = g.reshape(m, len(sub), 3).transpose(1, 2, 0)  # (n, 3, M)
+                g -= k_all[centers[sub], None, :] * self_term[pair_ids[sub], :, None]
+                g *= f_all[centers[sub], None, :]
+                grads[sub] = g
             bec, neutral, _ = assemble_bec(charges, grads, fe.pairs.centers[pair_ids],
                                            fe.pairs.neighbors[pair_ids],
                                            fe.pairs.vectors[pair_ids], fe.positions, periodic)
@@ -360,12 +337,6 @@ class MonopoleModel:
 
         self._check_fitted()
         save_model(self, path)
-
-
-def _segment_range(seg, value):
-    lo = np.searchsorted(seg, value, side="left")
-    hi = np.searchsorted(seg, value, side="right")
-    return lo, hi
 
 
 def _block_diag(blocks):
