@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from _common import DATASETS, emit, median_ms, shared_data
+from learning_curve import HYPERS, split, training_subset
 
 
 def reference_route(model, frame, chunk=2048):
@@ -47,17 +48,18 @@ def reference_route(model, frame, chunk=2048):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-sparse", type=int, default=1000)
-    parser.add_argument("--train-frames", type=int, default=10)
+    parser.add_argument("--train-frames", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
 
     import bornml
 
     frames = bornml.read_frames(shared_data() / DATASETS["water"])
-    train = frames[: args.train_frames]
-    frame = frames[-1]
+    test, pool = split(len(frames))
+    train = [frames[i] for i in training_subset(pool, args.train_frames)]
+    frame = frames[test[0]]
     start = time.perf_counter()
-    model = bornml.MonopoleModel(n_sparse=args.n_sparse).fit(train)
+    model = bornml.MonopoleModel(**dict(HYPERS["water"], n_sparse=args.n_sparse)).fit(train)
     fit_s = time.perf_counter() - start
 
     fast, fast_all = median_ms(lambda: model.predict_frame(frame), args.repeats)
@@ -67,9 +69,9 @@ def main():
     velocities = np.random.default_rng(0).normal(size=(len(frame), 3)) * 0.01
     mdot, _ = median_ms(lambda: model.dipole_derivative(frame, velocities), args.repeats)
     emit({"benchmark": "predict_speed", "system": "water 192 atoms",
-          "model": {"type": "q", "n_sparse_per_species": args.n_sparse,
-                    "max_radial": model.max_radial, "max_angular": model.max_angular,
-                    "cutoff": model.cutoff},
+          "model": {"type": "q", "n_sparse_per_species": {
+                        str(z): len(r) for z, r in model.references_.items()},
+                    **{k: v for k, v in model.get_params().items() if k != "n_sparse"}},
           "ms_per_frame": fast, "ms_power_spectrum_gradient_route": slow,
           "speedup": slow / fast, "ms_dipole_derivative": mdot,
           "max_abs_bec_difference_between_routes": diff,

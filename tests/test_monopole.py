@@ -590,3 +590,19 @@ def test_contracted_kernel_route_equals_explicit_sum(zeta):
         qp = kernel_weighted_gradient(*normalise(xp), ref, w, zeta)[1][0]
         qm = kernel_weighted_gradient(*normalise(xm), ref, w, zeta)[1][0]
         assert abs((qp - qm) / (2 * h) - v1[0, d]) < 1e-7
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+def test_dipole_derivative_equals_bec_times_velocities(quartz_model, quartz_frames, periodic):
+    """The pair-wise Ṁ contraction gives Σ_j Z_j v_j without forming Z."""
+    frame = quartz_frames[1].copy()
+    if not periodic:
+        keep = np.linalg.norm(frame.positions - frame.positions[0], axis=1) < 4.5
+        frame = frame[keep]
+        frame.pbc = False
+        frame.cell = None
+    v = np.random.default_rng(7).normal(size=(len(frame), 3)) * 0.01
+    bec = quartz_model.predict_frame(frame)["bec"]
+    expected = np.einsum("jab,jb->a", bec, v)
+    got = quartz_model.dipole_derivative(frame, v)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)

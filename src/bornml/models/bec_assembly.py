@@ -49,3 +49,20 @@ def assemble_bec(charges, pair_grad, centers, neighbors, vectors, positions, per
         bec += np.einsum("ja,jb...->jab...", rel, dq)
         residual = bec.sum(axis=0)
     return bec, neutral, residual
+
+
+def dipole_derivative(charges, pair_grad, centers, neighbors, vectors, positions, periodic,
+                      velocities):
+    """Ṁ = Σ_j Z_j v_j (e·Å/fs) without forming Z: the same terms as :func:`assemble_bec`
+    contracted with the velocities (N, 3) Å/fs pair by pair. Returns (3,)."""
+    neutral = charges - charges.mean()
+    along = np.einsum("pb,pb->p", pair_grad, velocities[neighbors])  # g_p · v_{j_p}
+    mdot = neutral @ velocities - vectors.T @ along
+    if periodic:
+        # minus the ASR residual's share: (1/N) Σ_p d_p ⊗ g_p applied to Σ_j v_j
+        mdot += vectors.T @ (pair_grad @ velocities.sum(axis=0)) / len(charges)
+    else:
+        rel = positions - positions.mean(axis=0)
+        back = np.einsum("pb,pb->p", pair_grad, velocities[centers])  # g_p · v_{i_p}
+        mdot += rel[neighbors].T @ along - rel[centers].T @ back
+    return mdot

@@ -21,6 +21,7 @@ from ..descriptors.soap import (FrameExpansion, SoapSettings, feature_to_matrice
                                 power_spectrum, power_spectrum_vjp)
 from ..errors import BornDataError
 from .bec_assembly import assemble_bec
+from .bec_assembly import dipole_derivative as bec_dipole_derivative
 from .fit import NormalEquations
 from .kernel import (contracted_weighted_gradient, contracted_weights, kernel,
                      kernel_weighted_gradient, normalise)
@@ -327,8 +328,16 @@ class MonopoleModel:
             tqdm(frames, desc="predict", disable=not self.progress))]
 
     def dipole_derivative(self, atoms, velocities):
-        """Ṁ = Σ_j Z_j v_j (e·Å/fs) for velocities (N, 3) Å/fs, shape (3,)."""
-        return np.einsum("jab,jb->a", self.predict_frame(atoms)["bec"], velocities)
+        """Ṁ = Σ_j Z_j v_j (e·Å/fs) for velocities (N, 3) Å/fs, shape (3,).
+
+        One adjoint pass for the pair gradients of the charges, then a contraction with the
+        velocities pair by pair; the (N, 3, 3) Born charges are never assembled.
+        """
+        self._check_fitted()
+        fe, q, g = self._charges_and_pair_gradients(atoms)
+        return bec_dipole_derivative(q, g, fe.pairs.centers, fe.pairs.neighbors,
+                                     fe.pairs.vectors, fe.positions, bool(np.any(atoms.pbc)),
+                                     np.asarray(velocities, dtype=float))
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path):
