@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
-from _common import DATASETS, emit, median_ms, shared_data
-from learning_curve import HYPERS, split, training_subset
+from _common import emit, median_ms
+from learning_curve import HYPERS, load_split
 
 
 def reference_route(model, frame, chunk=2048):
@@ -54,10 +54,8 @@ def main():
 
     import bornml
 
-    frames = bornml.read_frames(shared_data() / DATASETS["water"])
-    test, pool = split(len(frames))
-    train = [frames[i] for i in training_subset(pool, args.train_frames)]
-    frame = frames[test[0]]
+    train, held = load_split("water", args.train_frames)
+    frame = held[0]
     start = time.perf_counter()
     model = bornml.MonopoleModel(**dict(HYPERS["water"], n_sparse=args.n_sparse)).fit(train)
     fit_s = time.perf_counter() - start

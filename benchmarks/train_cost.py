@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
-from _common import DATASETS, emit, shared_data
-from learning_curve import HYPERS, split, training_subset
+from _common import emit
+from learning_curve import HYPERS, load_split
 
 
 def peak_rss_gib():
@@ -28,9 +28,7 @@ def main():
 
     import bornml
 
-    frames = bornml.read_frames(shared_data() / DATASETS["water"])
-    _, pool = split(len(frames))
-    train = [frames[i] for i in training_subset(pool, args.frames)]
+    train, _ = load_split("water", args.frames)
     hypers = dict(HYPERS["water"], n_sparse=args.n_sparse)
     model = bornml.MonopoleModel(**hypers)
     rss0 = peak_rss_gib()

@@ -152,12 +152,17 @@ def test_rotation_covariance(system, proper, quartz_frames, quartz_model, molecu
     np.testing.assert_allclose(got["charges"], ref["charges"], rtol=0, atol=1e-9)
 
 
+def _model_and_structure(system, seed, frame, quartz_frames, quartz_model, molecule_model):
+    """A perturbed ethanol molecule with the molecule model, or a quartz frame."""
+    if system == "ethanol":
+        return molecule_model, perturbed_molecule("CH3CH2OH", seed=seed)
+    return quartz_model, quartz_frames[frame]
+
+
 @pytest.mark.parametrize("system", ["periodic-quartz", "ethanol"])
 def test_translation_invariance(system, quartz_frames, quartz_model, molecule_model):
-    if system == "ethanol":
-        model, atoms = molecule_model, perturbed_molecule("CH3CH2OH", seed=6)
-    else:
-        model, atoms = quartz_model, quartz_frames[8]
+    model, atoms = _model_and_structure(system, 6, 8, quartz_frames, quartz_model,
+                                        molecule_model)
     ref = model.predict_frame(atoms)
     moved = atoms.copy()
     moved.positions += [3.3, -7.1, 12.4]
@@ -175,10 +180,8 @@ def test_translation_invariance(system, quartz_frames, quartz_model, molecule_mo
 
 @pytest.mark.parametrize("system", ["periodic-quartz", "ethanol"])
 def test_permutation_equivariance(system, quartz_frames, quartz_model, molecule_model):
-    if system == "ethanol":
-        model, atoms = molecule_model, perturbed_molecule("CH3CH2OH", seed=7)
-    else:
-        model, atoms = quartz_model, quartz_frames[9]
+    model, atoms = _model_and_structure(system, 7, 9, quartz_frames, quartz_model,
+                                        molecule_model)
     perm = np.random.default_rng(4).permutation(len(atoms))
     ref = model.predict_frame(atoms)
     got = model.predict_frame(atoms[perm])

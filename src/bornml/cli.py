@@ -32,8 +32,8 @@ def _add_model_options(p):
                    help="reference environments per species (500)")
     g.add_argument("--sparse-method", default="fps", choices=("fps", "cur", "random"),
                    help="how reference environments are chosen (fps)")
-    g.add_argument("--tikhonov", type=float, default=1e-6,
-                   help="regularisation ω relative to tr(ΦᵀΦ)/M (1e-6)")
+    g.add_argument("--tikhonov", type=float, default=1e-5,
+                   help="regularisation ω relative to tr(ΦᵀΦ)/M (1e-5)")
     g.add_argument("--regulariser", default="kernel", choices=("kernel", "identity"),
                    help="ω·wᵀK_MM·w ('kernel', default) or ω·|w|² ('identity')")
     g.add_argument("--charge-regularisation", type=float, default=0.0,

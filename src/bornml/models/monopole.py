@@ -76,7 +76,7 @@ class MonopoleModel:
     model_type = "q"
 
     def __init__(self, cutoff=5.0, max_radial=7, max_angular=6, atomic_width=0.3,
-                 cutoff_width=0.5, zeta=2, n_sparse=500, sparse_method="fps", tikhonov=1e-6,
+                 cutoff_width=0.5, zeta=2, n_sparse=500, sparse_method="fps", tikhonov=1e-5,
                  regulariser="kernel", charge_regularisation=0.0, max_pool=20000, seed=0,
                  progress=False):
         self.cutoff = cutoff
