@@ -74,18 +74,24 @@ def plot(records, path):
                              squeeze=False)
     for ax, system in zip(axes[0], systems):
         rec = [r for r in records if r["system"] == system]
+        sizes = sorted({r["n_train"] for r in rec})
         for model in dict.fromkeys(r["model"] for r in rec):
             sub = sorted((r for r in rec if r["model"] == model), key=lambda r: r["n_train"])
             n = [r["n_train"] for r in sub]
-            line, = ax.loglog(n, [r["test_rmse"] for r in sub], "o-", label=f"{model} test")
-            ax.loglog(n, [r["train_rmse"] for r in sub], "o--", color=line.get_color(),
-                      alpha=0.6, label=f"{model} train")
+            line, = ax.plot(n, [r["test_rmse"] for r in sub], "o-", label=f"{model} test")
+            ax.plot(n, [r["train_rmse"] for r in sub], "o--", color=line.get_color(),
+                    alpha=0.6, label=f"{model} train")
+        ax.set_xscale("log")
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.minorticks_off()
+        ax.set_ylim(bottom=0)
         ax.set_xlabel("training frames")
         ax.set_ylabel("RMSE of Z (e)")
-        ax.set_title(system)
+        ax.set_title(f"{system} (10 held-out frames)")
         std = rec[0]["test_std"]
-        right = ax.secondary_yaxis("right", functions=(lambda y: y / std, lambda y: y * std))
-        right.set_ylabel("RMSE / std")
+        right = ax.secondary_yaxis("right", functions=(lambda y, s=std: y / s,
+                                                       lambda y, s=std: y * s))
+        right.set_ylabel("RMSE / std of the targets")
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
@@ -99,7 +105,16 @@ def main():
     parser.add_argument("--n-sparse", type=int, help="override n_sparse for all systems")
     parser.add_argument("--figure", default=str(Path(__file__).parent / "out" /
                                                 "learning_curve.png"))
+    parser.add_argument("--replot", metavar="JSONL",
+                        help="only redraw the figure from the JSON lines of an earlier run")
     args = parser.parse_args()
+    if args.replot:
+        import json
+
+        with open(args.replot) as handle:
+            records = [json.loads(line) for line in handle if '"n_train"' in line]
+        plot(records, args.figure)
+        return
 
     import bornml
     from bornml.metrics import bec_errors
