@@ -10,7 +10,6 @@ import argparse
 import resource
 import time
 
-import numpy as np
 
 from _common import emit
 from learning_curve import HYPERS, load_split

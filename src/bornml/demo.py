@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import units
+from .fileutils import atomic_path
 
 SHIPPED_DATA = "quartz_30.extxyz"
 SPRINGS_EV_PER_A2 = {"Si-O": 37.0, "O-O": 5.0}  # toy values: Si–O stretch near 1000 cm⁻¹
@@ -134,7 +135,7 @@ def run_demo(output_dir="bornml-demo", quick=False):
                "per_species_rmse": {s: v["rmse"] for s, v in errors["per_species"].items()},
                "ir_peak_cm1": peak, "seconds": time.perf_counter() - t0,
                "files": sorted(p.name for p in out.iterdir() if not p.name.startswith("."))}
-    with open(out / "summary.json", "w") as handle:
+    with atomic_path(out / "summary.json") as tmp, open(tmp, "w") as handle:
         json.dump(summary, handle, indent=1)
     print(f"done in {summary['seconds']:.0f} s; wrote {', '.join(summary['files'])} to {out}/",
           file=sys.stderr)

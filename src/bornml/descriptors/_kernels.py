@@ -113,7 +113,7 @@ def pair_feature_jacobian(jac, coef, centers, factors):
     gives the derivative of the kernel numerator with respect to the pair vector.
     Returns (P, 3, L+1, N, S·N).
     """
-    n_pairs, n_rad, n_lm = jac.shape[0], jac.shape[1], jac.shape[2]
+    n_pairs, n_rad = jac.shape[0], jac.shape[1]
     n_l = factors.shape[0]
     sn = coef.shape[1]
     out = np.zeros((n_pairs, 3, n_l, n_rad, sn))

@@ -10,8 +10,6 @@ the density coefficients and then to the pair vectors in one pass, never materia
 descriptor gradients.
 """
 
-import json
-
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -354,4 +352,4 @@ def _block_diag(blocks):
     return scipy.linalg.block_diag(*blocks)
 
 
-__all__ = ["MonopoleModel", "asr_corrected", "json"]
+__all__ = ["MonopoleModel", "asr_corrected"]

@@ -184,7 +184,8 @@ def dipole_derivative_series(source, *, bec_provider=None, timestep_fs=None, vol
     out = []
     frames = iter_frames(source, timestep_fs=timestep_fs, volume_A3=volume_A3,
                          file_format=file_format, stats=stats)
-    bar = tqdm(frames, desc=Path(name).name, unit=" frames", disable=not progress,
+    label = Path(name).name if name != "<memory>" else "MD frames"
+    bar = tqdm(frames, desc=label, unit=" frames", disable=not progress,
                leave=False)
     for frame in bar:
         if use_file:
