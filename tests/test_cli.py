@@ -206,3 +206,34 @@ def test_demo_quick(tmp_path):
     model = bornml.load_model(out_dir / "quartz_monopole.npz")
     assert model.species_ == (8, 14)
     assert json.loads(out.strip().splitlines()[-1]) == summary
+
+
+def test_ir_with_model_equals_ir_with_predicted_bec_in_file(trained, shipped_frames, tmp_path):
+    """`bornml ir --model` (adjoint Ṁ, Z never assembled) gives the same spectrum as
+    `--bec-from-file` on the same frames carrying the model's Born charges."""
+    from bornml.demo import spring_network_trajectory
+    from bornml.io import write_frames
+    from bornml.spectra.ir import IRSpectrum
+
+    model = bornml.load_model(trained["model"])
+    traj = spring_network_trajectory(shipped_frames[0], n_steps=240, save_every=4)
+    with_bec = []
+    for frame in traj:
+        frame = frame.copy()
+        frame.arrays["bec"] = model.predict_frame(frame)["bec"]
+        with_bec.append(frame)
+    plain_path, bec_path = tmp_path / "traj.extxyz", tmp_path / "traj_bec.extxyz"
+    write_frames(plain_path, [f.copy() for f in traj])
+    write_frames(bec_path, with_bec)
+    common = ["--temperature", "300", "--max-lag", "50", "--no-progress"]
+    code, _, err = run_cli(["ir", plain_path, "--model", trained["model"],
+                            "-o", tmp_path / "model.csv", *common])
+    assert code == 0, err
+    code, _, err = run_cli(["ir", bec_path, "--bec-from-file", "-o", tmp_path / "file.csv",
+                            *common])
+    assert code == 0, err
+    a = IRSpectrum.read_csv(tmp_path / "model.csv")
+    b = IRSpectrum.read_csv(tmp_path / "file.csv")
+    assert np.abs(a.n_alpha_cm1).max() > 0
+    np.testing.assert_allclose(a.n_alpha_cm1, b.n_alpha_cm1, rtol=1e-7,
+                               atol=1e-9 * np.abs(b.n_alpha_cm1).max())
