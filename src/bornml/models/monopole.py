@@ -20,7 +20,7 @@ from ..descriptors.soap import (FrameExpansion, SoapSettings, feature_to_matrice
 from ..errors import BornDataError
 from .bec_assembly import assemble_bec
 from .bec_assembly import dipole_derivative as bec_dipole_derivative
-from .fit import NormalEquations
+from .fit import NormalEquations, solve_regularised
 from .kernel import (contracted_weighted_gradient, contracted_weights, kernel,
                      kernel_weighted_gradient, normalise)
 from .sparsify import METHODS, select_sparse
@@ -155,32 +155,33 @@ class MonopoleModel:
         return self
 
     def accumulate(self, frames):
-        """Normal equations of ``frames`` for the current references (see :meth:`solve`).
+        """Normal equations of ``frames`` for the current references (see :meth:`solve`):
+        a dict with ``"bec"`` (Born-charge rows) and ``"charge"`` (q'_i − tr(Z_i)/3 rows).
 
         Separate from :meth:`fit` so that regularisation can be scanned without recomputing
         the design matrices: ``model.tikhonov = ω; model.solve(eqs)``.
         """
         m_total = sum(len(r) for r in self.references_.values())
-        eqs = NormalEquations(m_total)
-        eqs.charge = NormalEquations(m_total)
+        eqs = {"bec": NormalEquations(m_total), "charge": NormalEquations(m_total)}
         for index, frame in enumerate(tqdm(frames, desc="fit: design", disable=not self.progress)):
             design, charge_design = self.design_matrix(frame, index)
             target = asr_corrected(frame.arrays[keys.BEC])
-            eqs.add(design, target.reshape(-1))
-            eqs.charge.add(charge_design, np.trace(target, axis1=1, axis2=2) / 3.0)
+            eqs["bec"].add(design, target.reshape(-1))
+            eqs["charge"].add(charge_design, np.trace(target, axis1=1, axis2=2) / 3.0)
         return eqs
 
     def solve(self, eqs):
         """Set the weights from accumulated normal equations with the current ω and λ_q."""
-        combined = NormalEquations(len(eqs.b))
-        combined.a = eqs.a + float(self.charge_regularisation) * eqs.charge.a
-        combined.b = eqs.b + float(self.charge_regularisation) * eqs.charge.b
-        combined.data_trace = eqs.data_trace
+        lam = float(self.charge_regularisation)
+        bec, charge = eqs["bec"], eqs["charge"]
+        m_total = len(bec.b)
         reg = None
         if self.regulariser == "kernel":
             blocks = [kernel(r, r, self.zeta) for r in self.references_.values()]
-            reg = _block_diag(blocks) + 1e-10 * np.eye(len(eqs.b))
-        w = combined.solve(float(self.tikhonov), reg)
+            reg = _block_diag(blocks) + 1e-10 * np.eye(m_total)
+        scale = np.trace(bec.a) / m_total if np.trace(bec.a) > 0 else 1.0
+        w = solve_regularised(bec.a + lam * charge.a, bec.b + lam * charge.b,
+                              float(self.tikhonov), reg, scale=scale)
         self._contracted = None
         self.weights_ = {}
         start = 0
