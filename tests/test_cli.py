@@ -237,3 +237,17 @@ def test_ir_with_model_equals_ir_with_predicted_bec_in_file(trained, shipped_fra
     assert np.abs(a.n_alpha_cm1).max() > 0
     np.testing.assert_allclose(a.n_alpha_cm1, b.n_alpha_cm1, rtol=1e-7,
                                atol=1e-9 * np.abs(b.n_alpha_cm1).max())
+
+
+def test_outputs_never_replace_inputs(trained, tmp_path, shipped_frames):
+    """predict / train / ir refuse an --output that is one of their input files."""
+    data = tmp_path / "data.extxyz"
+    shutil.copy(shipped_data_path(), data)
+    before = data.read_bytes()
+    for argv in (["predict", trained["model"], data, "-o", data, "--no-progress"],
+                 ["train", data, "-o", data, *SMALL_ARGS],
+                 ["ir", data, "--bec-from-file", "--timestep", "1", "-o", data]):
+        code, _, err = run_cli(argv)
+        assert code == 2, argv
+        assert "output" in err and str(data) in err
+    assert data.read_bytes() == before

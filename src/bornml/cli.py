@@ -40,6 +40,19 @@ def _add_model_options(p):
     g.add_argument("--seed", type=int, default=0, help="random seed (0)")
 
 
+def _refuse_overwriting_input(output, *inputs):
+    """Outputs never replace an input file (a typo must not cost the user's data)."""
+    from pathlib import Path
+
+    from .errors import BornDataError
+
+    out = Path(output).resolve()
+    for path in inputs:
+        if Path(path).resolve() == out:
+            raise BornDataError("the output file is one of the input files; choose another "
+                                "--output", path=path, key="--output")
+
+
 def _report(errors, label):
     line = f"{label}: RMSE {errors['rmse']:.4f} e, nRMSE {errors['nrmse']:.3f}"
     per = ", ".join(f"{s} {v['rmse']:.4f}" for s, v in errors["per_species"].items())
@@ -53,6 +66,9 @@ def cmd_train(args):
     from .metrics import bec_errors, held_out_indices
     from .models.monopole import MonopoleModel
 
+    _refuse_overwriting_input(args.output, args.data)
+    if args.parity:
+        _refuse_overwriting_input(args.parity, args.data)
     frames = read_frames(args.data, index=args.index, layout=args.layout)
     test = held_out_indices(len(frames), args.test_fraction)
     train_idx = np.setdiff1d(np.arange(len(frames)), test)
@@ -123,6 +139,7 @@ def cmd_predict(args):
     from .io import read_frames, write_frames
     from .models.serialization import load_model
 
+    _refuse_overwriting_input(args.output, args.frames, args.model)
     model = load_model(args.model)
     model.progress = not args.no_progress
     frames = read_frames(args.frames, index=args.index, layout=args.layout, require_bec=False)
@@ -141,6 +158,10 @@ def cmd_predict(args):
 def cmd_ir(args):
     from .spectra.ir_cli import run
 
+    for output in (args.output, args.plot):
+        if output:
+            _refuse_overwriting_input(output, *args.trajectories,
+                                      *([args.model] if args.model else []))
     return run(args)
 
 
