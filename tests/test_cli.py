@@ -251,3 +251,27 @@ def test_outputs_never_replace_inputs(trained, tmp_path, shipped_frames):
         assert code == 2, argv
         assert "output" in err and str(data) in err
     assert data.read_bytes() == before
+
+
+def test_partition_writes_charges_and_table(trained, shipped_frames, tmp_path):
+    """`bornml partition` writes the model's charges and a per-species table that matches
+    statistics computed here from the API predictions."""
+    out = tmp_path / "partition.extxyz"
+    code, stdout, err = run_cli(["partition", trained["model"], shipped_data_path(),
+                                 "--index", "0:4", "-o", out, "--json", "--no-progress"])
+    assert code == 0, err
+    model = bornml.load_model(trained["model"])
+    expected = [model.predict_frame(f)["charges"] for f in shipped_frames[:4]]
+    back = bornml.read_frames(out)
+    for frame, q in zip(back, expected):
+        np.testing.assert_allclose(frame.arrays["charges"], q, rtol=0, atol=1e-10)
+    table = json.loads(stdout)
+    numbers = np.concatenate([f.numbers for f in shipped_frames[:4]])
+    q_all = np.concatenate(expected)
+    for symbol, z in (("Si", 14), ("O", 8)):
+        assert table[symbol]["n_atoms"] == int((numbers == z).sum())
+        assert abs(table[symbol]["mean_q"] - q_all[numbers == z].mean()) < 1e-12
+        assert abs(table[symbol]["max_abs_q"] - np.abs(q_all[numbers == z]).max()) < 1e-12
+    assert table["Si"]["mean_q"] > 0 > table["O"]["mean_q"]  # charges are signed sensibly
+    # the neutral charges sum to zero in every frame
+    assert abs(sum(table[s]["mean_q"] * table[s]["n_atoms"] for s in table)) < 1e-9

@@ -1,4 +1,5 @@
-"""Command line: ``bornml train | evaluate | predict | ir | demo``. A thin layer over the API."""
+"""Command line: ``bornml train | evaluate | predict | partition | ir | demo``. A thin layer
+over the API."""
 
 import argparse
 import json
@@ -155,6 +156,33 @@ def cmd_predict(args):
     return 0
 
 
+def cmd_partition(args):
+    from .io import read_frames, write_frames
+    from .models.serialization import load_model
+    from .partition import partition_table, format_table
+
+    _refuse_overwriting_input(args.output, args.frames, args.model)
+    model = load_model(args.model)
+    model.progress = not args.no_progress
+    frames = read_frames(args.frames, index=args.index, layout=args.layout, require_bec=False)
+    predictions = model.predict(frames)
+    out = []
+    for frame, pred in zip(frames, predictions):
+        frame = frame.copy()
+        for key in ("charges", "dipoles"):
+            if key in pred:
+                frame.arrays[key] = pred[key]
+        out.append(frame)
+    write_frames(args.output, out)
+    table = partition_table(frames, predictions)
+    if args.json:
+        print(json.dumps(table))
+    else:
+        print(format_table(table))
+    print(f"{len(out)} frames with per-atom charges written to {args.output}", file=sys.stderr)
+    return 0
+
+
 def cmd_ir(args):
     from .spectra.ir_cli import run
 
@@ -220,6 +248,21 @@ def build_parser():
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_data_options(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("partition", help="per-atom charges (and dipoles) of a model",
+                       description="Write the model's per-atom charges q_i (e) (and dipoles "
+                                   "p_i, e·Å, for models that have them) for FRAMES to an "
+                                   "extxyz file and print, per species, the mean and spread "
+                                   "of q, max |q| and max |p|. The split of the response into "
+                                   "charges and dipoles is a choice (gauge) of the model, not "
+                                   "an observable: compare Born charges with DFT, not q_i.")
+    p.add_argument("model", help="model file")
+    p.add_argument("frames", help="structures (anything ASE reads)")
+    p.add_argument("--output", "-o", required=True, help="output extxyz")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_partition)
 
     from .spectra.ir_cli import DESCRIPTION, add_arguments
 
