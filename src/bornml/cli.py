@@ -136,30 +136,11 @@ def cmd_evaluate(args):
     return 0
 
 
-def cmd_predict(args):
+def _predict_and_write(args, keys):
+    """Shared by predict and partition: load MODEL, predict FRAMES, write the per-atom arrays
+    ``keys`` (those the model provides) to --output. Returns (frames, predictions)."""
     from .io import read_frames, write_frames
     from .models.serialization import load_model
-
-    _refuse_overwriting_input(args.output, args.frames, args.model)
-    model = load_model(args.model)
-    model.progress = not args.no_progress
-    frames = read_frames(args.frames, index=args.index, layout=args.layout, require_bec=False)
-    out = []
-    for frame, pred in zip(frames, model.predict(frames)):
-        frame = frame.copy()
-        frame.arrays["bec"] = pred["bec"]
-        frame.arrays["charges"] = pred["charges"]
-        out.append(frame)
-    write_frames(args.output, out)
-    print(f"{len(out)} frames with charges and bec:R:9 written to {args.output}",
-          file=sys.stderr)
-    return 0
-
-
-def cmd_partition(args):
-    from .io import read_frames, write_frames
-    from .models.serialization import load_model
-    from .partition import partition_table, format_table
 
     _refuse_overwriting_input(args.output, args.frames, args.model)
     model = load_model(args.model)
@@ -169,17 +150,32 @@ def cmd_partition(args):
     out = []
     for frame, pred in zip(frames, predictions):
         frame = frame.copy()
-        for key in ("charges", "dipoles"):
+        for key in keys:
             if key in pred:
                 frame.arrays[key] = pred[key]
         out.append(frame)
     write_frames(args.output, out)
+    return frames, predictions
+
+
+def cmd_predict(args):
+    frames, _ = _predict_and_write(args, ("bec", "charges"))
+    print(f"{len(frames)} frames with charges and bec:R:9 written to {args.output}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_partition(args):
+    from .partition import format_table, partition_table
+
+    frames, predictions = _predict_and_write(args, ("charges", "dipoles"))
     table = partition_table(frames, predictions)
     if args.json:
         print(json.dumps(table))
     else:
         print(format_table(table))
-    print(f"{len(out)} frames with per-atom charges written to {args.output}", file=sys.stderr)
+    print(f"{len(frames)} frames with per-atom charges written to {args.output}",
+          file=sys.stderr)
     return 0
 
 
