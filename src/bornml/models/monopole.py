@@ -232,6 +232,8 @@ class MonopoleModel:
         coef = fe.coefficients.reshape(n_atoms, S * (self.max_radial + 1), -1)
         factors = 2.0 / np.sqrt(2 * np.arange(self.max_angular + 1) + 1.0)
         periodic = bool(np.any(frame.pbc))
+        # S_i·J_p = ∂(x̂_i·x_i)/∂d_p with x̂_i held fixed, every pair at once (adjoint pull-back)
+        self_term = fe.pair_vjp(power_spectrum_vjp(fe.coefficients, xhat, self.max_angular))
         designs, charge_designs = [], []
         for z in self.species_:
             ref = self.references_[z]
@@ -250,11 +252,7 @@ class MonopoleModel:
             f_all[atoms] = self.zeta * k_atoms ** (self.zeta - 1) / norms[atoms, None]
             k_all[atoms] = k_atoms
             # ∂K_ik/∂d_p = f_ik (V_k · W_p − k_ik S_i · J_p): W from the pair Jacobian, V from
-            # the references (one GEMM per neighbour species); S_i·J_p by the adjoint pull-back
-            self_adjoint = np.zeros_like(fe.coefficients)
-            self_adjoint[atoms] = power_spectrum_vjp(fe.coefficients[atoms], xhat[atoms],
-                                                     self.max_angular)
-            self_term = fe.pair_vjp(self_adjoint)  # (P, 3)
+            # the references (one GEMM per neighbour species); S_i·J_p (self_term) below
             pair_ids = np.flatnonzero(np.isin(fe.pairs.centers, atoms))
             grads = np.empty((len(pair_ids), 3, m))
             centers = fe.pairs.centers[pair_ids]
