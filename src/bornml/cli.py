@@ -18,6 +18,15 @@ def _add_data_options(p):
                         "'r-P' = transposed storage")
 
 
+def _add_predict_options(p):
+    """MODEL, FRAMES, --output and the data options of predict and partition."""
+    p.add_argument("model", help="model file")
+    p.add_argument("frames", help="structures (anything ASE reads)")
+    p.add_argument("--output", "-o", required=True, help="output extxyz")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_data_options(p)
+
+
 def _add_model_options(p):
     g = p.add_argument_group("monopole model hyper-parameters")
     g.add_argument("--cutoff", type=float, default=5.0, help="environment radius in Å (5.0)")
@@ -238,11 +247,7 @@ def build_parser():
     p = sub.add_parser("predict", help="predict charges and Born charges for structures",
                        description="Write FRAMES with per-atom 'charges' (e) and 'bec:R:9' "
                                    "(Z[j,a,b] = dP_a/dr_jb, row-major) to an extxyz file.")
-    p.add_argument("model", help="model file")
-    p.add_argument("frames", help="structures (anything ASE reads)")
-    p.add_argument("--output", "-o", required=True, help="output extxyz")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    _add_data_options(p)
+    _add_predict_options(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("partition", help="per-atom charges (and dipoles) of a model",
@@ -252,12 +257,8 @@ def build_parser():
                                    "of q, max |q| and max |p|. The split of the response into "
                                    "charges and dipoles is a choice (gauge) of the model, not "
                                    "an observable: compare Born charges with DFT, not q_i.")
-    p.add_argument("model", help="model file")
-    p.add_argument("frames", help="structures (anything ASE reads)")
-    p.add_argument("--output", "-o", required=True, help="output extxyz")
+    _add_predict_options(p)
     p.add_argument("--json", action="store_true", help="print the table as JSON")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    _add_data_options(p)
     p.set_defaults(func=cmd_partition)
 
     from .spectra.ir_cli import DESCRIPTION, add_arguments
