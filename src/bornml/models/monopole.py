@@ -337,12 +337,37 @@ class MonopoleModel:
                                      np.asarray(velocities, dtype=float))
 
     # -- persistence ------------------------------------------------------------------------
+    def _archive_arrays(self):
+        arrays = {"radial_grid": self.radial_basis_.grid,
+                  "radial_values": self.radial_basis_.values,
+                  "radial_derivatives": self.radial_basis_.derivatives}
+        for z in self.species_:
+            arrays[f"references_{z}"] = self.references_[z]
+            arrays[f"weights_{z}"] = self.weights_[z]
+        return arrays
+
     def save(self, path):
-        """Write the fitted model to ``path`` (npz + JSON metadata, never a pickle)."""
-        from .serialization import save_model
+        """Write the fitted model to ``path`` (npz + JSON metadata, never a pickle; see
+        :mod:`bornml.models.serialization`)."""
+        from .serialization import write_archive
 
         self._check_fitted()
-        save_model(self, path)
+        write_archive(path, self, self._archive_arrays(), self._archive_extra())
+
+    def _archive_extra(self):
+        return {}
+
+    @classmethod
+    def _from_archive(cls, meta, arrays, path):
+        from ..descriptors.radial import RadialBasis
+
+        model = cls(**meta["params"])
+        model.species_ = tuple(int(z) for z in meta["species"])
+        model.radial_basis_ = RadialBasis(float(meta["params"]["cutoff"]), arrays["radial_grid"],
+                                          arrays["radial_values"], arrays["radial_derivatives"])
+        model.references_ = {z: arrays[f"references_{z}"] for z in model.species_}
+        model.weights_ = {z: arrays[f"weights_{z}"] for z in model.species_}
+        return model
 
 
 def _block_diag(blocks):

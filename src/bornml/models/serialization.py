@@ -2,9 +2,17 @@
 
 Layout (format ``bornml-model``, version :data:`FORMAT_VERSION`):
 - ``metadata``: JSON with ``format``, ``format_version``, ``bornml_version``, ``model_type``
-  (``"q"``), ``params`` (constructor settings), ``species`` (atomic numbers) and ``training``;
-- ``radial_grid`` (n_points,), ``radial_values`` / ``radial_derivatives`` (n_points, L+1, N);
-- ``references_<Z>`` (M_Z, D) normalised reference features and ``weights_<Z>`` (M_Z,).
+  (``"q"``, ``"p"``, ``"q+p"``, ``"mace-q"``, ``"mace-p"``, ``"mace-q+p"``), ``params``
+  (constructor settings), ``species`` (atomic numbers), ``training`` and, per model type,
+  ``extra`` (small JSON-ready settings learnt in fit);
+- kernel models: ``radial_grid`` (n_points,), ``radial_values`` / ``radial_derivatives``
+  (n_points, L+1, N); ``references_<Z>`` (M_Z, D) normalised reference power spectra and
+  ``weights_<Z>`` (M_Z,) charge weights; models with dipoles add ``dipole_references_<Z>``
+  (M_Z, 3, F) and ``dipole_weights_<Z>`` (M_Z, 3);
+- MACE models: ``state/<parameter name>`` arrays of the network's state dict.
+
+Each model class writes its arrays with :func:`write_archive` and is rebuilt by its
+``_from_archive(meta, arrays, path)`` class method.
 """
 
 import json
@@ -20,36 +28,33 @@ FORMAT = "bornml-model"
 FORMAT_VERSION = 1
 
 
-def save_model(model, path):
-    """Write ``model`` (fitted) to ``path`` atomically."""
+def write_archive(path, model, arrays, extra=None):
+    """Write ``arrays`` (name → ndarray) and the metadata of ``model`` to ``path`` atomically."""
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "bornml_version": __version__,
         "model_type": model.model_type,
         "params": model.get_params(),
-        "species": list(model.species_),
+        "species": [int(z) for z in model.species_],
         "training": getattr(model, "training_summary_", {}),
+        "extra": extra or {},
     }
-    arrays = {
-        "metadata": np.array(json.dumps(meta)),
-        "radial_grid": model.radial_basis_.grid,
-        "radial_values": model.radial_basis_.values,
-        "radial_derivatives": model.radial_basis_.derivatives,
-    }
-    for z in model.species_:
-        arrays[f"references_{z}"] = model.references_[z]
-        arrays[f"weights_{z}"] = model.weights_[z]
+    arrays = dict(arrays)
+    arrays["metadata"] = np.array(json.dumps(meta))
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
 
 
-def load_model(path):
-    """Read a model written by :meth:`save`; clear errors for foreign or damaged files."""
-    from ..descriptors.radial import RadialBasis
-    from .monopole import MonopoleModel
+def save_model(model, path):
+    """Write ``model`` (fitted) to ``path`` atomically (delegates to ``model.save``)."""
+    model.save(path)
 
+
+def read_archive(path):
+    """Checked (metadata dict, arrays dict) of a model file; clear errors for foreign,
+    damaged or other-version files."""
     try:
         data = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -68,7 +73,7 @@ def load_model(path):
     if "metadata" not in arrays:
         raise ModelFileError(f"{path}: not a bornml model file (no metadata)")
     try:
-        meta = json.loads(str(arrays["metadata"]))
+        meta = json.loads(str(arrays.pop("metadata")))
     except json.JSONDecodeError as err:
         raise ModelFileError(f"{path}: corrupt metadata ({err})") from err
     if meta.get("format") != FORMAT:
@@ -78,16 +83,31 @@ def load_model(path):
             f"{path}: model file format version {meta.get('format_version')} (written by "
             f"bornml {meta.get('bornml_version')}); this bornml {__version__} reads version "
             f"{FORMAT_VERSION}. Retrain the model or use the bornml version that wrote it.")
-    types = {"q": MonopoleModel}
-    if meta.get("model_type") not in types:
-        raise ModelFileError(f"{path}: unknown model type {meta.get('model_type')!r}")
-    model = types[meta["model_type"]](**meta["params"])
+    return meta, arrays
+
+
+def model_classes():
+    """model_type → class (MACE classes only when torch is importable is checked on load)."""
+    from .dipole import CombinedModel, DipoleModel
+    from .monopole import MonopoleModel
+
+    return {"q": MonopoleModel, "p": DipoleModel, "q+p": CombinedModel}
+
+
+def load_model(path):
+    """Read a model written by ``model.save(path)``."""
+    meta, arrays = read_archive(path)
+    model_type = meta.get("model_type")
+    if isinstance(model_type, str) and model_type.startswith("mace-"):
+        from .mace_model import MaceBECModel  # clear ImportError text when torch is missing
+
+        cls = MaceBECModel
+    else:
+        cls = model_classes().get(model_type)
+    if cls is None:
+        raise ModelFileError(f"{path}: unknown model type {model_type!r}")
     try:
-        model.species_ = tuple(int(z) for z in meta["species"])
-        model.radial_basis_ = RadialBasis(float(meta["params"]["cutoff"]), arrays["radial_grid"],
-                                          arrays["radial_values"], arrays["radial_derivatives"])
-        model.references_ = {z: arrays[f"references_{z}"] for z in model.species_}
-        model.weights_ = {z: arrays[f"weights_{z}"] for z in model.species_}
+        model = cls._from_archive(meta, arrays, path)
     except KeyError as err:
         raise ModelFileError(f"{path}: model file is missing the array {err}") from err
     model.training_summary_ = meta.get("training", {})
