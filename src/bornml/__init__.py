@@ -13,6 +13,7 @@ Quick tour::
 __version__ = "0.1.0"
 
 from .io import read_frames, write_frames  # noqa: E402
+from .models.dipole import CombinedModel, DipoleModel  # noqa: E402
 from .models.monopole import MonopoleModel  # noqa: E402
 from .models.serialization import load_model  # noqa: E402
 
@@ -24,5 +25,5 @@ def ir_spectrum(*args, **kwargs):
     return _ir(*args, **kwargs)
 
 
-__all__ = ["read_frames", "write_frames", "MonopoleModel", "load_model", "ir_spectrum",
+__all__ = ["read_frames", "write_frames", "MonopoleModel", "DipoleModel", "CombinedModel", "load_model", "ir_spectrum",
            "__version__"]

@@ -1,11 +1,364 @@
-"""Dipole (λ=1) and combined (q+p) kernel models — work in progress."""
+"""Dipole (λ=1) and combined (q+p) kernel models of Born effective charges.
 
-from .monopole import MonopoleModel
+Atomic dipoles from a linear λ=1 (vector) kernel on the λ-SOAP features of
+:mod:`bornml.descriptors.lambda_soap`, with references k of the same species:
+
+    p_i = Σ_k K^(1)(i, k) w_k,   K^(1)(i, k) = X̂_i X̂_kᵀ  (3×3),   w_k ∈ R³
+
+so ``p_i = X̂_i u_z`` with the contracted weights ``u_z = Σ_k X̂_kᵀ w_k`` (F,). Born charges:
+
+- :class:`DipoleModel` ("p"):   Z_j = q⁰'_j I + Σ_i ∂p_i/∂r_j  with fixed species charges q⁰
+  (given, or the training mean of tr(Z)/3 per species), made neutral per frame;
+- :class:`CombinedModel` ("q+p"): the monopole model's Z (environment-dependent charges,
+  :mod:`bornml.models.monopole`) plus Σ_i ∂p_i/∂r_j, fitted jointly.
+
+The dipole term is local, single valued in periodic cells and obeys the acoustic sum rule by
+construction (every pair adds ∂p_i/∂d_p to its neighbour and subtracts it from its centre).
+
+Fitting. With the kernel prior ω·wᵀK_MM w the dipole part is exactly ridge regression for
+``u`` restricted to the span of the reference features (ω|u|², u = Q y with Q an orthonormal
+basis of span{X̂_k[a]}): cheaper than 3M kernel columns and well conditioned when 3M > F.
+The normal equations are accumulated in the feature basis and projected once.
+"""
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import keys
+from ..descriptors.lambda_soap import (atom_jacobian, n_vector_features, vector_features,
+                                       vector_features_vjp)
+from ..descriptors.soap import power_spectrum_vjp
+from .bec_assembly import assemble_bec
+from .bec_assembly import dipole_derivative as charge_dipole_derivative
+from .fit import NormalEquations, solve_regularised
+from .kernel import kernel
+from .monopole import MonopoleModel, _block_diag, asr_corrected
+
+BASIS_TOLERANCE = 1e-8  # singular values below this × the largest span no direction
 
 
-class DipoleModel(MonopoleModel):
+def _scatter_pairs(values, centers, neighbors, n_atoms):
+    """Σ_{p: j_p = j} values_p − Σ_{p: i_p = j} values_p for every atom j: (n_atoms, ...)."""
+    out = np.zeros((n_atoms,) + values.shape[1:])
+    np.add.at(out, neighbors, values)
+    np.add.at(out, centers, -values)
+    return out
+
+
+class _DipolePart:
+    """The λ=1 dipole term shared by :class:`DipoleModel` and :class:`CombinedModel`."""
+
+    learns_charges = True
+
+    # -- features -------------------------------------------------------------------------
+    def _vector_features(self, fe, norms):
+        return vector_features(fe.coefficients, self.max_angular) / norms[:, None, None]
+
+    def _n_features(self):
+        return n_vector_features(len(self.species_), self.max_radial, self.max_angular)
+
+    # -- preparation ----------------------------------------------------------------------
+    def prepare(self, frames):
+        """Species, radial basis, reference environments (FPS/CUR/random on the scalar power
+        spectrum), the span of their λ=1 features, and fixed charges (p model)."""
+        frames = list(frames)
+        MonopoleModel.prepare(self, frames)
+        self._dipole_basis_from_references(frames)
+        if not self.learns_charges:
+            self.fixed_charges_ = self._fixed_charges(frames)
+        return self
+
+    def _dipole_basis_from_references(self, frames):
+        refs = {z: np.zeros((len(src), 3, self._n_features()))
+                for z, src in self.reference_sources_.items()}
+        needed = sorted({int(f) for src in self.reference_sources_.values() for f in src[:, 0]})
+        for index in needed:
+            fe, _, norms = self._expand(frames[index], index)
+            xvec = self._vector_features(fe, norms)
+            for z, src in self.reference_sources_.items():
+                rows = np.flatnonzero(src[:, 0] == index)
+                refs[z][rows] = xvec[src[rows, 1]]
+        self.dipole_basis_ = {}
+        for z, ref in refs.items():
+            _, sing, vt = np.linalg.svd(ref.reshape(-1, ref.shape[2]), full_matrices=False)
+            keep = sing > BASIS_TOLERANCE * sing.max() if len(sing) and sing.max() > 0 else []
+            basis = vt[keep].T  # (F, r) orthonormal
+            self.dipole_basis_[z] = None if basis.shape[1] == ref.shape[2] else basis
+
+    def _fixed_charges(self, frames):
+        from ase.data import atomic_numbers
+
+        given = self.charges or {}
+        out = {}
+        for key, value in given.items():
+            z = atomic_numbers[key] if isinstance(key, str) and not key.isdigit() else int(key)
+            out[z] = float(value)
+        traces = {z: [] for z in self.species_}
+        for frame in frames:
+            t = np.trace(asr_corrected(frame.arrays[keys.BEC]), axis1=1, axis2=2) / 3.0
+            for z in self.species_:
+                traces[z].append(t[frame.numbers == z])
+        for z in self.species_:
+            if z not in out:
+                out[z] = float(np.mean(np.concatenate(traces[z])))
+        return out
+
+    # -- the dipole term ------------------------------------------------------------------
+    def _dipole_design(self, fe, xhat, norms):
+        """Φ_u (N·9, S·F): Born-charge rows (atom, a, b) per contracted weight u_z[f]."""
+        n_atoms = fe.n_atoms
+        xvec = self._vector_features(fe, norms)
+        self_term = fe.pair_vjp(power_spectrum_vjp(fe.coefficients, xhat, self.max_angular))
+        jac = atom_jacobian(fe, xvec, 1.0 / norms, self_term, self.max_angular)
+        return jac.reshape(n_atoms * 9, -1)
+
+    def _dipoles_and_pair_gradients(self, fe, xhat, norms):
+        """p (N, 3) e·Å and G (P, 3, 3) with G_p[a, b] = ∂p_{i_p,a}/∂d_{p,b} (e)."""
+        n_atoms = fe.n_atoms
+        index = fe.species_index
+        u = np.stack([self.dipole_weights_[z] for z in self.species_])[index]  # (N, F)
+        xvec = self._vector_features(fe, norms)
+        dipoles = np.einsum("iaf,if->ia", xvec, u)
+        adj = vector_features_vjp(fe.coefficients, u, self.max_angular) / norms[None, :, None,
+                                                                                None, None]
+        self_term = fe.pair_vjp(power_spectrum_vjp(fe.coefficients, xhat, self.max_angular))
+        centers = fe.pairs.centers
+        grads = np.empty((len(centers), 3, 3))
+        for a in range(3):
+            grads[:, a] = fe.pair_vjp(adj[a]) - (dipoles[centers, a] / norms[centers])[:, None] \
+                * self_term
+        return dipoles, grads
+
+    def _fixed_charge_vector(self, frame):
+        q = np.array([self.fixed_charges_[int(z)] for z in frame.numbers])
+        return q - q.mean()
+
+    # -- fitting --------------------------------------------------------------------------
+    def _n_charge_columns(self):
+        return sum(len(r) for r in self.references_.values()) if self.learns_charges else 0
+
+    def design_matrix(self, frame, index=0, expanded=None):
+        """Φ (N·9, M_q + S·F) and Φ_q (N, M_q): Born-charge and neutral-charge rows for the
+        charge weights (q+p only) followed by the contracted dipole weights u_z (S·F)."""
+        expanded = expanded or self._expand(frame, index)
+        fe, xhat, norms = expanded
+        phi_u = self._dipole_design(fe, xhat, norms)
+        if not self.learns_charges:
+            return phi_u, np.zeros((len(frame), 0))
+        phi_q, phi_c = MonopoleModel.design_matrix(self, frame, index, expanded)
+        return np.concatenate([phi_q, phi_u], axis=1), phi_c
+
+    def accumulate(self, frames):
+        """Normal equations (projected onto the reference span) of ``frames``; see
+        :meth:`MonopoleModel.accumulate`."""
+        m_q = self._n_charge_columns()
+        n_total = m_q + len(self.species_) * self._n_features()
+        eqs = {"bec": NormalEquations(n_total), "charge": NormalEquations(m_q)}
+        for index, frame in enumerate(tqdm(frames, desc="fit: design", disable=not self.progress)):
+            design, charge_design = self.design_matrix(frame, index)
+            target = asr_corrected(frame.arrays[keys.BEC])
+            if not self.learns_charges:
+                target = target - self._fixed_charge_vector(frame)[:, None, None] * np.eye(3)
+            eqs["bec"].add(design, target.reshape(-1))
+            if m_q:
+                eqs["charge"].add(charge_design, np.trace(target, axis1=1, axis2=2) / 3.0)
+        return self._project(eqs)
+
+    def _project(self, eqs):
+        """Normal equations in the coordinates [w_q, y_z] with u_z = Q_z y_z."""
+        m_q = self._n_charge_columns()
+        F = self._n_features()
+        blocks = [slice(0, m_q)] + [slice(m_q + k * F, m_q + (k + 1) * F)
+                                    for k in range(len(self.species_))]
+        bases = [None] + [self.dipole_basis_[z] for z in self.species_]
+        if all(b is None for b in bases):
+            return eqs
+        a, b = eqs["bec"].a, eqs["bec"].b
+        sizes = [s.stop - s.start if q is None else q.shape[1] for s, q in zip(blocks, bases)]
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        new_a = np.zeros((offsets[-1], offsets[-1]))
+        new_b = np.zeros(offsets[-1])
+        for r, (sr, qr) in enumerate(zip(blocks, bases)):
+            rows = slice(offsets[r], offsets[r + 1])
+            new_b[rows] = b[sr] if qr is None else qr.T @ b[sr]
+            for c, (sc, qc) in enumerate(zip(blocks, bases)):
+                block = a[sr, sc]
+                if qr is not None:
+                    block = qr.T @ block
+                if qc is not None:
+                    block = block @ qc
+                new_a[rows, offsets[c]:offsets[c + 1]] = block
+        projected = NormalEquations(offsets[-1])
+        projected.a, projected.b, projected.n_rows = new_a, new_b, eqs["bec"].n_rows
+        return {"bec": projected, "charge": eqs["charge"]}
+
+    def solve(self, eqs):
+        """Set charge weights (q+p) and dipole weights u_z from projected normal equations
+        with the current ω (``tikhonov``) and λ_q (``charge_regularisation``)."""
+        m_q = self._n_charge_columns()
+        a = eqs["bec"].a.copy()
+        b = eqs["bec"].b.copy()
+        n_total = len(b)
+        reg = np.eye(n_total)
+        if m_q:
+            lam = float(self.charge_regularisation)
+            a[:m_q, :m_q] += lam * eqs["charge"].a
+            b[:m_q] += lam * eqs["charge"].b
+            if self.regulariser == "kernel":
+                blocks = [kernel(r, r, self.zeta) for r in self.references_.values()]
+                reg[:m_q, :m_q] = _block_diag(blocks) + 1e-10 * np.eye(m_q)
+        scale = np.trace(eqs["bec"].a) / n_total if np.trace(eqs["bec"].a) > 0 else 1.0
+        w = solve_regularised(a, b, float(self.tikhonov), reg, scale=scale)
+        self._contracted = None
+        self.weights_ = {}
+        start = 0
+        if m_q:
+            for z, ref in self.references_.items():
+                self.weights_[z] = w[start:start + len(ref)]
+                start += len(ref)
+        self.dipole_weights_ = {}
+        F = self._n_features()
+        for z in self.species_:
+            basis = self.dipole_basis_[z]
+            size = F if basis is None else basis.shape[1]
+            y = w[start:start + size]
+            start += size
+            self.dipole_weights_[z] = y if basis is None else basis @ y
+        return self
+
+    # -- prediction -----------------------------------------------------------------------
+    def _check_fitted(self):
+        if not hasattr(self, "dipole_weights_"):
+            raise RuntimeError("model is not fitted; call fit(frames) or load_model(path)")
+
+    def _terms(self, frame, index=0):
+        """Charge part (q', pair gradients or None), dipoles and their pair gradients."""
+        expanded = self._expand(frame, index)
+        fe, xhat, norms = expanded
+        dipoles, dgrads = self._dipoles_and_pair_gradients(fe, xhat, norms)
+        if self.learns_charges:
+            _, q, g = self._charges_and_pair_gradients(frame, index, expanded)
+        else:
+            q, g = self._fixed_charge_vector(frame), None
+        return fe, q, g, dipoles, dgrads
+
+    def predict_frame(self, frame, index=0):
+        """Prediction for one ``ase.Atoms``: dict with ``charges`` (N,) e (neutral),
+        ``dipoles`` (N, 3) e·Å, ``bec`` (N, 3, 3) e and ``asr_residual`` (3, 3) e."""
+        self._check_fitted()
+        fe, q, g, dipoles, dgrads = self._terms(frame, index)
+        n_atoms = len(frame)
+        pairs = fe.pairs
+        if g is not None:
+            bec, neutral, residual = assemble_bec(q, g, pairs.centers, pairs.neighbors,
+                                                  pairs.vectors, fe.positions,
+                                                  bool(np.any(frame.pbc)))
+        else:
+            neutral = q
+            bec = q[:, None, None] * np.eye(3)
+            residual = np.zeros((3, 3))
+        bec = bec + _scatter_pairs(dgrads, pairs.centers, pairs.neighbors, n_atoms)
+        return {"charges": neutral, "dipoles": dipoles, "bec": bec, "asr_residual": residual}
+
+    def dipole_derivative(self, atoms, velocities):
+        """Ṁ = Σ_j Z_j v_j (e·Å/fs) for velocities (N, 3) Å/fs, shape (3,), without
+        assembling Z (pair-wise contraction)."""
+        self._check_fitted()
+        v = np.asarray(velocities, dtype=float)
+        fe, q, g, _, dgrads = self._terms(atoms)
+        pairs = fe.pairs
+        if g is not None:
+            mdot = charge_dipole_derivative(q, g, pairs.centers, pairs.neighbors, pairs.vectors,
+                                            fe.positions, bool(np.any(atoms.pbc)), v)
+        else:
+            mdot = q @ v
+        return mdot + np.einsum("pab,pb->a", dgrads, v[pairs.neighbors] - v[pairs.centers])
+
+    # -- persistence ----------------------------------------------------------------------
+    def _archive_arrays(self):
+        arrays = MonopoleModel._archive_arrays(self)
+        if not self.learns_charges:
+            arrays = {k: v for k, v in arrays.items()
+                      if not k.startswith(("references_", "weights_"))}
+        for z in self.species_:
+            arrays[f"dipole_weights_{z}"] = self.dipole_weights_[z]
+        return arrays
+
+    def _archive_extra(self):
+        if self.learns_charges:
+            return {}
+        return {"fixed_charges": {str(z): q for z, q in self.fixed_charges_.items()}}
+
+    @classmethod
+    def _from_archive(cls, meta, arrays, path):
+        from ..descriptors.radial import RadialBasis
+
+        model = cls(**meta["params"])
+        model.species_ = tuple(int(z) for z in meta["species"])
+        model.radial_basis_ = RadialBasis(float(meta["params"]["cutoff"]), arrays["radial_grid"],
+                                          arrays["radial_values"], arrays["radial_derivatives"])
+        if model.learns_charges:
+            model.references_ = {z: arrays[f"references_{z}"] for z in model.species_}
+            model.weights_ = {z: arrays[f"weights_{z}"] for z in model.species_}
+        else:
+            model.fixed_charges_ = {int(z): float(q) for z, q in
+                                    meta["extra"]["fixed_charges"].items()}
+        model.dipole_weights_ = {z: arrays[f"dipole_weights_{z}"] for z in model.species_}
+        expected = model._n_features()
+        for z, u in model.dipole_weights_.items():
+            if u.shape != (expected,):
+                from ..errors import ModelFileError
+
+                raise ModelFileError(f"{path}: dipole_weights_{z} has shape {u.shape}, "
+                                     f"expected ({expected},) for these settings")
+        return model
+
+
+class DipoleModel(_DipolePart, MonopoleModel):
+    """Dipole kernel model: fixed species charges plus λ=1 atomic dipoles.
+
+    Parameters as :class:`~bornml.models.monopole.MonopoleModel` (SOAP settings, ``n_sparse``,
+    ``sparse_method``, ``tikhonov`` ω relative to tr(ΦᵀΦ)/dim), plus
+
+    charges : dict or None
+        Fixed charges q⁰ by element symbol or atomic number (e), e.g. ``{"O": -2, "H": 1}``;
+        species not given get the training-set mean of tr(Z_i)/3. Made neutral per frame.
+    """
+
     model_type = "p"
+    learns_charges = False
+
+    def __init__(self, cutoff=5.0, max_radial=7, max_angular=6, atomic_width=0.3,
+                 cutoff_width=0.5, n_sparse=500, sparse_method="fps", tikhonov=1e-5,
+                 charges=None, max_pool=20000, seed=0, progress=False):
+        super().__init__(cutoff=cutoff, max_radial=max_radial, max_angular=max_angular,
+                         atomic_width=atomic_width, cutoff_width=cutoff_width, zeta=1,
+                         n_sparse=n_sparse, sparse_method=sparse_method, tikhonov=tikhonov,
+                         max_pool=max_pool, seed=seed, progress=progress)
+        self.charges = charges
+
+    def get_params(self):
+        params = {k: getattr(self, k) for k in (
+            "cutoff", "max_radial", "max_angular", "atomic_width", "cutoff_width", "n_sparse",
+            "sparse_method", "tikhonov", "max_pool", "seed")}
+        params["charges"] = None if self.charges is None else {
+            str(k): float(v) for k, v in self.charges.items()}
+        return params
 
 
-class CombinedModel(MonopoleModel):
+class CombinedModel(_DipolePart, MonopoleModel):
+    """Combined kernel model: environment-dependent charges (the monopole model) and λ=1
+    atomic dipoles, fitted jointly.
+
+    Parameters as :class:`~bornml.models.monopole.MonopoleModel`; ``zeta`` and
+    ``regulariser`` apply to the charge part, ``tikhonov`` ω to both parts, and
+    ``charge_regularisation`` λ_q pulls the charges towards tr(Z_i)/3 of the training data,
+    which fixes how the response is split between charges and dipoles (a gauge choice of the
+    model, not an observable).
+    """
+
     model_type = "q+p"
+    learns_charges = True
+
+
+__all__ = ["DipoleModel", "CombinedModel"]

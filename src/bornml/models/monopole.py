@@ -193,18 +193,25 @@ class MonopoleModel:
     def _select_references(self, frames):
         rng = np.random.default_rng(self.seed)
         pool = {z: [] for z in self.species_}
+        where = {z: [] for z in self.species_}
         for index, frame in enumerate(tqdm(frames, desc="fit: features",
                                            disable=not self.progress)):
             _, xhat, _ = self._expand(frame, index)
             for z in self.species_:
-                pool[z].append(xhat[frame.numbers == z])
+                atoms = np.flatnonzero(frame.numbers == z)
+                pool[z].append(xhat[atoms])
+                where[z].append(np.stack([np.full(len(atoms), index), atoms], axis=1))
         self.references_ = {}
+        self.reference_sources_ = {}  # (frame index, atom index) of each reference, (M, 2)
         for z in self.species_:
             x = np.concatenate(pool[z])
+            src = np.concatenate(where[z])
             if len(x) > self.max_pool:
-                x = x[np.sort(rng.choice(len(x), self.max_pool, replace=False))]
+                keep = np.sort(rng.choice(len(x), self.max_pool, replace=False))
+                x, src = x[keep], src[keep]
             idx = select_sparse(x, int(self.n_sparse), self.sparse_method, seed=self.seed)
             self.references_[z] = np.ascontiguousarray(x[idx])
+            self.reference_sources_[z] = src[idx]
         self._rows = None
 
     def _reference_rows(self):
@@ -220,13 +227,14 @@ class MonopoleModel:
                     self._rows[z, s] = np.ascontiguousarray(block.reshape(len(r), -1))
         return self._rows
 
-    def design_matrix(self, frame, index=0):
+    def design_matrix(self, frame, index=0, expanded=None):
         """Linear maps from the weights to this frame's Born charges and neutral charges.
 
         Returns ``(Φ (N·9, M), Φ_q (N, M))`` with rows ordered (atom, a, b) row-major and
         columns the reference environments of all species in ``species_`` order.
+        ``expanded``: the result of ``_expand(frame)`` when the caller already has it.
         """
-        fe, xhat, norms = self._expand(frame, index)
+        fe, xhat, norms = expanded or self._expand(frame, index)
         S = len(self.species_)
         n_atoms = len(frame)
         coef = fe.coefficients.reshape(n_atoms, S * (self.max_radial + 1), -1)
@@ -279,8 +287,8 @@ class MonopoleModel:
         if not hasattr(self, "weights_"):
             raise RuntimeError("model is not fitted; call fit(frames) or load_model(path)")
 
-    def _charges_and_pair_gradients(self, frame, index=0):
-        fe, xhat, norms = self._expand(frame, index)
+    def _charges_and_pair_gradients(self, frame, index=0, expanded=None):
+        fe, xhat, norms = expanded or self._expand(frame, index)
         v = np.zeros_like(xhat)
         q = np.zeros(len(frame))
         for z in self.species_:

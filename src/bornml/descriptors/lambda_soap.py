@@ -1,0 +1,109 @@
+"""λ = 1 (vector) SOAP features from the density coefficients, and their derivatives.
+
+For every l = 0 … L−1 the coefficient blocks of angular momenta l and l+1 are coupled to a
+Cartesian vector (a = x, y, z):
+
+    X_i[a, l, α, β] = Σ_{m1, m2} C_l[a, m1, m2] c_i[α, l m1] c_i[β, (l+1) m2]
+
+with α, β = (neighbour species, radial index) ∈ S·N and ``C_l`` the (3, 2l+1, 2l+3) coupling
+of l ⊗ (l+1) → 1 (Clebsch–Gordan up to a sign per l, computed as the Gaunt integral
+∫ r̂_a Y_lm1 Y_(l+1)m2 dΩ and normalised so that Σ_{m1 m2} C_l[a] C_l[b] = δ_ab). l and l+1
+have opposite parity, so X_i is a polar vector: it rotates and inverts like a dipole. Flattened
+feature index f = (l, α, β), F = L·(S·N)². X_i is quadratic in the density, like the scalar
+power spectrum x_i; the model uses X̂_i = X_i / |x_i| (scale free, and |x_i| never vanishes).
+
+Derivatives (all exact): ``vector_features_vjp`` pulls u·X_i[a] back to the coefficients (the
+adjoint, for predictions); ``atom_jacobian`` accumulates ∂(Σ_{i∈species z} X̂_i)/∂r_j for
+every atom j (for design matrices).
+"""
+
+from functools import lru_cache
+
+import numpy as np
+
+from ._kernels import vector_feature_atom_jacobian
+
+
+@lru_cache(maxsize=16)
+def coupling(l):
+    """C_l (3, 2l+1, 2l+3): Cartesian vector coupling of Y_l ⊗ Y_(l+1) (sphericart order)."""
+    import sphericart
+
+    n = l + 4  # Gauss–Legendre in cos θ, exact for the degree 2l+2 integrand
+    x, w = np.polynomial.legendre.leggauss(n)
+    n_phi = 2 * n + 2
+    phi = 2 * np.pi * np.arange(n_phi) / n_phi
+    st = np.sqrt(1 - x ** 2)
+    pts = np.stack([np.outer(st, np.cos(phi)).ravel(), np.outer(st, np.sin(phi)).ravel(),
+                    np.repeat(x, n_phi)], axis=1)
+    weights = np.repeat(w, n_phi) * (2 * np.pi / n_phi)
+    y = sphericart.SphericalHarmonics(l + 1).compute(pts)
+    y1 = y[:, l * l:(l + 1) ** 2]
+    y2 = y[:, (l + 1) ** 2:(l + 2) ** 2]
+    c = np.einsum("p,pa,pm,pn->amn", weights, pts, y1, y2)
+    return c / np.sqrt(np.sum(c[0] ** 2))
+
+
+def _blocks(coefficients, max_angular):
+    """c (N, SN, LM) and, per l < L, T_l[i, a, m1, β] = Σ_m2 C_l[a,m1,m2] c[i,β,(l+1)m2]
+    and R_l[i, a, α, m2] = Σ_m1 C_l[a,m1,m2] c[i,α,l m1]."""
+    n_atoms = coefficients.shape[0]
+    c = coefficients.reshape(n_atoms, -1, coefficients.shape[-1])
+    ts, rs = [], []
+    for l in range(max_angular):
+        cl = c[:, :, l * l:(l + 1) ** 2]
+        cl1 = c[:, :, (l + 1) ** 2:(l + 2) ** 2]
+        C = coupling(l)
+        ts.append(np.einsum("amn,ibn->iamb", C, cl1))
+        rs.append(np.einsum("amn,ikm->iakn", C, cl))
+    return c, ts, rs
+
+
+def n_vector_features(n_species, max_radial, max_angular):
+    """F = L·(S·N)²."""
+    sn = n_species * (max_radial + 1)
+    return max_angular * sn * sn
+
+
+def vector_features(coefficients, max_angular):
+    """X (N, 3, F) from coefficients (N, S, n, LM) (not normalised)."""
+    c, ts, _ = _blocks(coefficients, max_angular)
+    out = [np.einsum("ikm,iamb->iakb", c[:, :, l * l:(l + 1) ** 2], ts[l]).reshape(len(c), 3, -1)
+           for l in range(max_angular)]
+    return np.concatenate(out, axis=2)
+
+
+def vector_features_vjp(coefficients, u, max_angular):
+    """∂(u_i · X_i[a])/∂c_i for a = x, y, z: u (N, F) → adjoint (3, N, S, n, LM)."""
+    c, ts, rs = _blocks(coefficients, max_angular)
+    n_atoms, sn = c.shape[:2]
+    adj = np.zeros((3,) + c.shape)
+    ublocks = u.reshape(n_atoms, max_angular, sn, sn)
+    for l in range(max_angular):
+        ul = ublocks[:, l]
+        adj[:, :, :, l * l:(l + 1) ** 2] += np.einsum("ikb,iamb->aikm", ul, ts[l])
+        adj[:, :, :, (l + 1) ** 2:(l + 2) ** 2] += np.einsum("ikb,iakn->aibn", ul, rs[l])
+    return adj.reshape((3,) + coefficients.shape)
+
+
+def atom_jacobian(expansion, xhat_vec, inv_norm, self_term, max_angular):
+    """D[j, a, b, z, f] = ∂(Σ_{i of species z} X̂_i[a, f])/∂r_{j,b} for X̂ = X/|x|.
+
+    ``xhat_vec`` (N, 3, F) normalised vector features, ``inv_norm`` (N,) 1/|x_i|,
+    ``self_term`` (P, 3) x̂_i·∂x_i/∂d_p of the scalar power spectrum. Returns (N, 3, 3, S, F).
+    Translation invariance makes Σ_j D[j] = 0 exactly.
+    """
+    c, ts, rs = _blocks(expansion.coefficients, max_angular)
+    n_atoms, sn = c.shape[:2]
+    pairs = expansion.pairs
+    width = 2 * max_angular + 1
+    t_pad = np.zeros((n_atoms, max_angular, 3, width, sn))
+    r_pad = np.zeros((n_atoms, max_angular, 3, sn, width + 2))
+    for l in range(max_angular):
+        t_pad[:, l, :, :2 * l + 1, :] = ts[l]
+        r_pad[:, l, :, :, :2 * l + 3] = rs[l]
+    jac = expansion.pair_jacobian_subset(np.arange(len(pairs.centers)))
+    return vector_feature_atom_jacobian(
+        np.ascontiguousarray(jac), pairs.centers, pairs.neighbors, expansion._pair_species,
+        expansion.species_index, t_pad, r_pad, np.ascontiguousarray(xhat_vec), inv_norm,
+        np.ascontiguousarray(self_term), len(expansion.species), max_angular)
