@@ -21,6 +21,8 @@ except ImportError as err:  # pragma: no cover - depends on the installation
         "MACE models need torch and mace-torch: pip install -c constraints.txt "
         "'bornml[mace]' (the constraints file pins the CPU build of torch)") from err
 
+import warnings
+
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -134,8 +136,10 @@ class MaceBECModel:
 
     def _build_network(self, avg_num_neighbors):
         torch.manual_seed(int(self.seed))
-        net = BECNetwork(len(self.species_), self.head, avg_num_neighbors=avg_num_neighbors,
-                         **{k: getattr(self, k) for k in _NETWORK_PARAMS})
+        with warnings.catch_warnings():  # TorchScript notes from e3nn/mace constructors
+            warnings.simplefilter("ignore", UserWarning)
+            net = BECNetwork(len(self.species_), self.head, avg_num_neighbors=avg_num_neighbors,
+                             **{k: getattr(self, k) for k in _NETWORK_PARAMS})
         return net.to(dtype=self.torch_dtype, device=self.torch_device)
 
     def _graph(self, frame, index, targets=None):

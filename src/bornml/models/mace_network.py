@@ -11,20 +11,22 @@ to the vectors (see :mod:`bornml.models.mace_bec`). With one interaction layer t
 atom i depend only on the edges received by i (and the species of the senders).
 """
 
+import contextlib
+import sys
 import warnings
 
 import mace  # noqa: F401  (must come before e3nn: it configures torch.load for e3nn)
 import torch
 
-with warnings.catch_warnings():
+# mace-torch prints a note about cuequivariance to stdout on import; keep stdout clean (JSON)
+with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
     warnings.simplefilter("ignore", UserWarning)
     from e3nn import o3
-
-from mace.modules.blocks import (EquivariantProductBasisBlock, LinearNodeEmbeddingBlock,
-                                 LinearReadoutBlock, RadialEmbeddingBlock,
-                                 RealAgnosticInteractionBlock,
-                                 RealAgnosticResidualInteractionBlock)
-from mace.tools.scatter import scatter_sum
+    from mace.modules.blocks import (EquivariantProductBasisBlock, LinearNodeEmbeddingBlock,
+                                     LinearReadoutBlock, RadialEmbeddingBlock,
+                                     RealAgnosticInteractionBlock,
+                                     RealAgnosticResidualInteractionBlock)
+    from mace.tools.scatter import scatter_sum
 
 __all__ = ["BECNetwork", "scatter_sum"]
 
