@@ -123,12 +123,14 @@ def born_charges(net, graph, fixed_charges=None, create_graph=False):
             s = (charges * rel[:, a]).sum() if net.q_readout is not None else 0.0
             if dipoles is not None:
                 s = s + dipoles[:, a].sum()
-            h, = torch.autograd.grad(s, vectors, create_graph=create_graph, retain_graph=True)
+            h, = torch.autograd.grad(s, vectors, create_graph=create_graph, retain_graph=True,
+                                     allow_unused=True, materialize_grads=True)
             rows[a] = _edge_to_atom(h, senders, n_atoms) - _edge_to_atom(h, receivers, n_atoms)
     else:
         if net.q_readout is not None:
             g, = torch.autograd.grad(charges.sum(), vectors, create_graph=create_graph,
-                                     retain_graph=True)
+                                     retain_graph=True, allow_unused=True,
+                                     materialize_grads=True)
             local = _edge_to_atom(-vectors.detach()[:, :, None] * g[:, None, :], senders,
                                   n_atoms)
             dq = _edge_to_atom(g, senders, n_atoms) - _edge_to_atom(g, receivers, n_atoms)
@@ -137,7 +139,8 @@ def born_charges(net, graph, fixed_charges=None, create_graph=False):
         if dipoles is not None:
             for a in range(3):
                 h, = torch.autograd.grad(dipoles[:, a].sum(), vectors,
-                                         create_graph=create_graph, retain_graph=True)
+                                         create_graph=create_graph, retain_graph=True,
+                                         allow_unused=True, materialize_grads=True)
                 rows[a] = rows[a] + _edge_to_atom(h, senders, n_atoms) \
                     - _edge_to_atom(h, receivers, n_atoms)
     bec = bec + torch.stack(rows, dim=1)

@@ -272,6 +272,8 @@ class MaceBECModel:
     @classmethod
     def _from_archive(cls, meta, arrays, path):
         params = dict(meta["params"])
+        if str(params.get("device") or "").startswith("cuda") and not torch.cuda.is_available():
+            params["device"] = None  # trained on a GPU, used here on the CPU
         model = cls(**params)
         if meta.get("model_type") != model.model_type:
             raise ModelFileError(f"{path}: model type {meta.get('model_type')!r} does not match "
