@@ -15,8 +15,6 @@ import argparse
 import time
 import warnings
 
-import numpy as np
-
 from _common import DATASETS, emit, shared_data
 from learning_curve import split, training_subset
 

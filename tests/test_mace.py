@@ -11,12 +11,15 @@ pytest.importorskip("mace")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 torch = pytest.importorskip("torch")
 
-from ase import Atoms  # noqa: E402
+from ase import Atoms
 
-from bornml.errors import BornDataError, ModelFileError  # noqa: E402
-from bornml.models.mace_model import (MaceBECModel, add_mace_cli_options,  # noqa: E402
-                                      model_from_cli_args)
-from bornml.models.serialization import load_model  # noqa: E402
+from bornml.errors import BornDataError, ModelFileError
+from bornml.models.mace_model import (
+    MaceBECModel,
+    add_mace_cli_options,
+    model_from_cli_args,
+)
+from bornml.models.serialization import load_model
 
 torch.set_num_threads(1)
 HEADS = ("q", "p", "q+p")

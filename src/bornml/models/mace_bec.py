@@ -54,7 +54,7 @@ class Graph:
 def frame_graph(atoms, species_index, r_max, dtype, targets=None):
     """Graph of one ``ase.Atoms``. ``species_index`` (N,) ints; ``targets`` (N, 3, 3) or None."""
     nl = neighbor_list(atoms, r_max)
-    t = lambda x: torch.as_tensor(np.asarray(x), dtype=dtype)  # noqa: E731
+    t = lambda x: torch.as_tensor(np.asarray(x), dtype=dtype)
     return Graph(
         species=torch.as_tensor(np.asarray(species_index), dtype=torch.long),
         node_frame=torch.zeros(len(atoms), dtype=torch.long),

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from .. import keys
 from ..errors import BornDataError, ModelFileError
 from ..metrics import held_out_indices
-from .mace_bec import born_charges, collate, frame_graph
+from .mace_bec import born_charges, frame_graph
 from .mace_network import BECNetwork
 from .mace_training import train
 from .monopole import asr_corrected
@@ -328,8 +328,8 @@ def model_from_cli_args(head, args):
     """A :class:`MaceBECModel` from an argparse namespace (``head`` in "q", "p", "q+p", or
     "mace-q" etc.). Reads ``cutoff`` (→ r_max), ``seed``, ``no_progress``,
     ``charge_regularisation`` and the options of :func:`add_mace_cli_options`."""
-    head = head[len("mace-"):] if head.startswith("mace-") else head
-    get = lambda name, default: getattr(args, name, default) if getattr(  # noqa: E731
+    head = head.removeprefix("mace-")
+    get = lambda name, default: getattr(args, name, default) if getattr(
         args, name, None) is not None else default
     return MaceBECModel(
         head=head, r_max=float(get("cutoff", 5.0)), num_channels=get("mace_channels", 16),

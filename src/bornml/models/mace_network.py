@@ -22,10 +22,14 @@ import torch
 with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
     warnings.simplefilter("ignore", UserWarning)
     from e3nn import o3
-    from mace.modules.blocks import (EquivariantProductBasisBlock, LinearNodeEmbeddingBlock,
-                                     LinearReadoutBlock, RadialEmbeddingBlock,
-                                     RealAgnosticInteractionBlock,
-                                     RealAgnosticResidualInteractionBlock)
+    from mace.modules.blocks import (
+        EquivariantProductBasisBlock,
+        LinearNodeEmbeddingBlock,
+        LinearReadoutBlock,
+        RadialEmbeddingBlock,
+        RealAgnosticInteractionBlock,
+        RealAgnosticResidualInteractionBlock,
+    )
     from mace.tools.scatter import scatter_sum
 
 __all__ = ["BECNetwork", "scatter_sum"]
