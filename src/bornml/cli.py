@@ -6,7 +6,12 @@ import json
 import sys
 import time
 
-MODEL_TYPES = ("q",)
+MODEL_TYPES = ("q", "p", "q+p", "mace-q", "mace-p", "mace-q+p")
+MODEL_HELP = ("model type: q = monopole kernel model (environment-dependent charges); "
+              "p = dipole kernel model (fixed species charges + λ=1 atomic dipoles); "
+              "q+p = combined kernel model (charges and dipoles fitted jointly); "
+              "mace-q / mace-p / mace-q+p = the same heads on a MACE network (needs torch "
+              "and mace-torch: pip install 'bornml[mace]')")
 
 
 def _add_data_options(p):
@@ -28,7 +33,7 @@ def _add_predict_options(p):
 
 
 def _add_model_options(p):
-    g = p.add_argument_group("monopole model hyper-parameters")
+    g = p.add_argument_group("kernel model hyper-parameters (q, p, q+p)")
     g.add_argument("--cutoff", type=float, default=5.0, help="environment radius in Å (5.0)")
     g.add_argument("--max-radial", type=int, default=7, help="radial basis size − 1 (7)")
     g.add_argument("--max-angular", type=int, default=6, help="largest l of the expansion (6)")
@@ -36,7 +41,8 @@ def _add_model_options(p):
                    help="Gaussian width of the atomic density in Å (0.3)")
     g.add_argument("--cutoff-width", type=float, default=0.5,
                    help="width of the smooth cut-off in Å (0.5)")
-    g.add_argument("--zeta", type=int, default=2, help="kernel exponent ζ (2)")
+    g.add_argument("--zeta", type=int, default=2,
+                   help="exponent ζ of the charge kernel (2); the dipole kernel is linear")
     g.add_argument("--n-sparse", type=int, default=500,
                    help="reference environments per species (500)")
     g.add_argument("--sparse-method", default="fps", choices=("fps", "cur", "random"),
@@ -47,7 +53,22 @@ def _add_model_options(p):
                    help="ω·wᵀK_MM·w ('kernel', default) or ω·|w|² ('identity')")
     g.add_argument("--charge-regularisation", type=float, default=0.0,
                    help="λ_q, pulls charges towards tr(Z_DFT)/3 (0)")
+    g.add_argument("--charges", metavar="EL=Q,...",
+                   help="fixed charges of the p model in e, e.g. 'Zr=4,O=-2' (default: the "
+                        "training mean of tr(Z)/3 per species)")
     g.add_argument("--seed", type=int, default=0, help="random seed (0)")
+
+
+def _add_mace_options(p):
+    """MACE options, when torch and mace-torch are installed (else only --max-epochs)."""
+    g = p.add_argument_group("MACE model settings (mace-q, mace-p, mace-q+p)")
+    try:
+        from .models.mace_model import add_mace_cli_options
+    except ImportError:
+        g.add_argument("--max-epochs", type=int, default=200,
+                       help="training epochs at most (needs torch + mace-torch)")
+        return
+    add_mace_cli_options(g)
 
 
 def _refuse_overwriting_input(output, *inputs):
@@ -69,13 +90,47 @@ def _report(errors, label):
     return f"{line}  (per species RMSE: {per}; {errors['n_frames']} frames)"
 
 
+def _parse_charges(text):
+    """'Zr=4,O=-2' → {"Zr": 4.0, "O": -2.0}."""
+    if not text:
+        return None
+    out = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise SystemExit(f"bornml train: --charges expects EL=Q,... (got {text!r})")
+    return out
+
+
+def _build_model(args):
+    """The estimator named by --model with the command-line settings."""
+    if args.model.startswith("mace-"):
+        try:
+            from .models.mace_model import model_from_cli_args
+        except ImportError as err:
+            raise SystemExit(f"bornml train: {err}")
+        return model_from_cli_args(args.model[len("mace-"):], args)
+    from .models.dipole import CombinedModel, DipoleModel
+    from .models.monopole import MonopoleModel
+
+    soap = dict(cutoff=args.cutoff, max_radial=args.max_radial, max_angular=args.max_angular,
+                atomic_width=args.atomic_width, cutoff_width=args.cutoff_width,
+                n_sparse=args.n_sparse, sparse_method=args.sparse_method,
+                tikhonov=args.tikhonov, seed=args.seed, progress=not args.no_progress)
+    if args.model == "p":
+        return DipoleModel(charges=_parse_charges(args.charges), **soap)
+    cls = CombinedModel if args.model == "q+p" else MonopoleModel
+    return cls(zeta=args.zeta, regulariser=args.regulariser,
+               charge_regularisation=args.charge_regularisation, **soap)
+
+
 def cmd_train(args):
     import numpy as np
 
     from .io import read_frames
     from .metrics import bec_errors, held_out_indices
-    from .models.monopole import MonopoleModel
-
     _refuse_overwriting_input(args.output, args.data)
     if args.parity:
         _refuse_overwriting_input(args.parity, args.data)
@@ -86,12 +141,7 @@ def cmd_train(args):
     held = [frames[i] for i in test]
     print(f"{len(frames)} frames from {args.data}: {len(train)} training, {len(held)} held out "
           f"(evenly spaced: {test.tolist()})", file=sys.stderr)
-    model = MonopoleModel(
-        cutoff=args.cutoff, max_radial=args.max_radial, max_angular=args.max_angular,
-        atomic_width=args.atomic_width, cutoff_width=args.cutoff_width, zeta=args.zeta,
-        n_sparse=args.n_sparse, sparse_method=args.sparse_method, tikhonov=args.tikhonov,
-        regulariser=args.regulariser, charge_regularisation=args.charge_regularisation,
-        seed=args.seed, progress=not args.no_progress)
+    model = _build_model(args)
     start = time.perf_counter()
     model.fit(train)
     fit_seconds = time.perf_counter() - start
@@ -168,8 +218,9 @@ def _predict_and_write(args, keys):
 
 
 def cmd_predict(args):
-    frames, _ = _predict_and_write(args, ("bec", "charges"))
-    print(f"{len(frames)} frames with charges and bec:R:9 written to {args.output}",
+    frames, predictions = _predict_and_write(args, ("bec", "charges", "dipoles"))
+    extra = " and dipoles" if predictions and "dipoles" in predictions[0] else ""
+    print(f"{len(frames)} frames with bec:R:9, charges{extra} written to {args.output}",
           file=sys.stderr)
     return 0
 
@@ -183,7 +234,8 @@ def cmd_partition(args):
         print(json.dumps(table))
     else:
         print(format_table(table))
-    print(f"{len(frames)} frames with per-atom charges written to {args.output}",
+    extra = " and dipoles" if predictions and "dipoles" in predictions[0] else ""
+    print(f"{len(frames)} frames with per-atom charges{extra} written to {args.output}",
           file=sys.stderr)
     return 0
 
@@ -208,7 +260,8 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="bornml",
         description="Learn Born effective charges (Z[j,a,b] = dP_a/dr_jb, e) from DFT data "
-                    "with monopole kernel models, predict them along trajectories and compute "
+                    "with charge (q), dipole (p) and combined (q+p) kernel models or MACE, predict them "
+                    "along trajectories and compute "
                     "IR spectra.")
     parser.add_argument("--version", action="version",
                         version=f"bornml {__import__('bornml').__version__}")
@@ -219,8 +272,7 @@ def build_parser():
                                    "per-atom bec/BEC/born_charge column, VASP OUTCAR, ...). "
                                    "Held-out frames are evenly spaced through the file.")
     p.add_argument("data", help="labelled structures")
-    p.add_argument("--model", default="q", choices=MODEL_TYPES,
-                   help="model type: q = monopole (charges) kernel model")
+    p.add_argument("--model", default="q", choices=MODEL_TYPES, help=MODEL_HELP)
     p.add_argument("--output", "-o", required=True, help="model file to write (.npz)")
     p.add_argument("--test-fraction", type=float, default=0.1,
                    help="fraction of frames held out for testing (0.1)")
@@ -229,6 +281,7 @@ def build_parser():
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_data_options(p)
     _add_model_options(p)
+    _add_mace_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="errors of a model on labelled data",
@@ -245,7 +298,8 @@ def build_parser():
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict charges and Born charges for structures",
-                       description="Write FRAMES with per-atom 'charges' (e) and 'bec:R:9' "
+                       description="Write FRAMES with per-atom 'charges' (e), 'dipoles' (e·Å, "
+                                   "models with dipoles) and 'bec:R:9' "
                                    "(Z[j,a,b] = dP_a/dr_jb, row-major) to an extxyz file.")
     _add_predict_options(p)
     p.set_defaults(func=cmd_predict)

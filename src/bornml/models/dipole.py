@@ -276,10 +276,12 @@ class _DipolePart:
 
     # -- persistence ----------------------------------------------------------------------
     def _archive_arrays(self):
-        arrays = MonopoleModel._archive_arrays(self)
-        if not self.learns_charges:
-            arrays = {k: v for k, v in arrays.items()
-                      if not k.startswith(("references_", "weights_"))}
+        if self.learns_charges:
+            arrays = MonopoleModel._archive_arrays(self)
+        else:  # no charge weights; the references only defined the dipole span
+            arrays = {"radial_grid": self.radial_basis_.grid,
+                      "radial_values": self.radial_basis_.values,
+                      "radial_derivatives": self.radial_basis_.derivatives}
         for z in self.species_:
             arrays[f"dipole_weights_{z}"] = self.dipole_weights_[z]
         return arrays
