@@ -1,4 +1,4 @@
-"""Learning curves of the monopole model on the shared DFT data (water, ZrO2, quartz).
+"""Learning curves of the kernel models (q, p, q+p) on the shared DFT data (water, ZrO2, quartz).
 
 For each system: the same 10 held-out frames, evenly spaced through the file; training sets
 of 5, 10, 20, 40, 80 frames evenly spaced through the remaining frames (nested as far as
@@ -9,7 +9,15 @@ Hyper-parameters per system are fixed below; they were chosen with
 ``benchmarks/tune_hypers.py`` on the non-held-out frames only (validation split inside the
 training pool), never on the held-out frames.
 
-    python benchmarks/learning_curve.py [--systems water zro2] [--sizes 5 10 20 40 80]
+The three models are fitted together from one pass over the training frames
+(:func:`bornml.models.joint_fit.fit_together`, equal to separate fits); the record's
+``fit_seconds_all_models_together`` is the time of the whole set. The dipole model (p) uses
+the same SOAP settings (its λ=1 kernel is linear); the combined
+model (q+p) takes ω and λ_q from ``benchmarks/regularisation_map.py --eval validation`` (40
+training and 10 validation frames of the pool, never the held-out frames), see COMBINED.
+
+    python benchmarks/learning_curve.py [--systems water zro2] [--models q p q+p]
+                                        [--sizes 5 10 20 40 80]
 """
 
 import argparse
@@ -37,6 +45,31 @@ HYPERS = {
     "quartz": dict(cutoff=5.0, max_radial=7, max_angular=6, atomic_width=0.3, zeta=2,
                    n_sparse=1000, sparse_method="fps", tikhonov=1e-5),
 }
+
+
+# ω and λ_q of the combined model: the validation optimum of regularisation_map.py
+# (out/regmap_<system>_validation.jsonl); quartz (not scanned) takes the ZrO2 values.
+COMBINED = {
+    "water": dict(tikhonov=1e-5, charge_regularisation=0.0),
+    "zro2": dict(tikhonov=1e-5, charge_regularisation=0.0),
+    "quartz": dict(tikhonov=1e-5, charge_regularisation=0.0),
+}
+
+
+def model_for(system, model_type, n_sparse=None):
+    """(estimator, hyper-parameters) of ``model_type`` in {"q", "p", "q+p"} for ``system``."""
+    import bornml
+
+    hypers = dict(HYPERS[system])
+    if n_sparse:
+        hypers["n_sparse"] = n_sparse
+    if model_type == "p":
+        hypers.pop("zeta")
+        return bornml.DipoleModel(**hypers), hypers
+    if model_type == "q+p":
+        hypers.update(COMBINED[system])
+        return bornml.CombinedModel(**hypers), hypers
+    return bornml.MonopoleModel(**hypers), hypers
 
 
 def split(n_frames, n_test=10):
@@ -99,49 +132,60 @@ def plot(records, path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--systems", nargs="+", default=["water", "zro2"],
+    parser.add_argument("--systems", nargs="+", default=["water", "zro2", "quartz"],
                         choices=sorted(DATASETS))
-    parser.add_argument("--sizes", nargs="+", type=int, default=[5, 10, 20, 40, 80])
+    parser.add_argument("--models", nargs="+", default=["q", "p", "q+p"],
+                        choices=["q", "p", "q+p"])
+    parser.add_argument("--sizes", nargs="+", type=int,
+                        help="training-set sizes (default 5 10 20 40 80; quartz adds 160)")
     parser.add_argument("--n-sparse", type=int, help="override n_sparse for all systems")
     parser.add_argument("--figure", default=str(Path(__file__).parent / "out" /
                                                 "learning_curve.png"))
     parser.add_argument("--replot", metavar="JSONL",
                         help="only redraw the figure from the JSON lines of an earlier run")
+    parser.add_argument("--merge", nargs="+", metavar="JSONL",
+                        help="with --replot: more JSON lines to draw (e.g. the MACE curves)")
     args = parser.parse_args()
     if args.replot:
         import json
 
         with open(args.replot) as handle:
             records = [json.loads(line) for line in handle if '"n_train"' in line]
+        for extra in args.merge or []:
+            with open(extra) as handle:
+                records += [json.loads(line) for line in handle if '"n_train"' in line]
         plot(records, args.figure)
         return
 
     import bornml
     from bornml.metrics import bec_errors
+    from bornml.models.joint_fit import fit_together
 
     records = []
     for system in args.systems:
         frames = bornml.read_frames(shared_data() / DATASETS[system])
         test, pool = split(len(frames))
         held = [frames[i] for i in test]
-        for size in args.sizes:
+        sizes = args.sizes or ([5, 10, 20, 40, 80] + ([160] if system == "quartz" else []))
+        for size in sizes:
             idx = training_subset(pool, size)
             train = [frames[i] for i in idx]
-            hypers = dict(HYPERS[system])
-            if args.n_sparse:
-                hypers["n_sparse"] = args.n_sparse
             start = time.perf_counter()
-            model = bornml.MonopoleModel(**hypers).fit(train)
-            fit_s = time.perf_counter() - start
-            tr = bec_errors(train, model.predict(train))
-            te = bec_errors(held, model.predict(held))
-            records.append(emit({
-                "benchmark": "learning_curve", "system": system, "model": "q",
-                "n_train": len(idx), "n_test": len(test), "test_frames": test.tolist(),
-                "train_rmse": tr["rmse"], "train_nrmse": tr["nrmse"],
-                "test_rmse": te["rmse"], "test_nrmse": te["nrmse"], "test_std": te["std"],
-                "test_rmse_per_species": {s: v["rmse"] for s, v in te["per_species"].items()},
-                "fit_seconds": fit_s, "hypers": hypers}))
+            models = fit_together([model_for(system, m, args.n_sparse)[0] for m in args.models],
+                                  train)
+            together_s = time.perf_counter() - start
+            for model_type, model in zip(args.models, models):
+                hypers = model.get_params()
+                tr = bec_errors(train, model.predict(train))
+                te = bec_errors(held, model.predict(held))
+                records.append(emit({
+                    "benchmark": "learning_curve", "system": system, "model": model_type,
+                    "n_train": len(idx), "n_test": len(test), "test_frames": test.tolist(),
+                    "train_rmse": tr["rmse"], "train_nrmse": tr["nrmse"],
+                    "test_rmse": te["rmse"], "test_nrmse": te["nrmse"], "test_std": te["std"],
+                    "test_rmse_per_species": {s: v["rmse"] for s, v in te["per_species"].items()},
+                    "fit_seconds_all_models_together": together_s,
+                    "shared_design_seconds": model.shared_fit_seconds_, "hypers": hypers}))
     Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
     plot(records, args.figure)
     emit({"benchmark": "learning_curve", "figure": args.figure})

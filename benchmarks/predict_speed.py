@@ -9,7 +9,11 @@ compared (max abs difference) so the comparison is between equal results. For sc
 time featomic alone takes for the same power spectrum with position gradients (same basis,
 before any contraction with the model) is printed too.
 
-    python benchmarks/predict_speed.py [--n-sparse 1000] [--repeats 20]
+The dipole (p) and combined (q+p) kernel models are timed on the same frame in the same
+run (one record each, ``ms_per_frame`` and ``ratio_to_q``); the MACE heads have their own
+script, ``benchmarks/mace_predict_speed.py`` (torch).
+
+    python benchmarks/predict_speed.py [--n-sparse 1000] [--repeats 20] [--models q p q+p]
 """
 
 import argparse
@@ -20,7 +24,7 @@ import time
 import numpy as np
 
 from _common import emit, median_ms
-from learning_curve import HYPERS, load_split
+from learning_curve import HYPERS, load_split, model_for
 
 
 def reference_route(model, frame, chunk=2048):
@@ -52,6 +56,8 @@ def main():
     parser.add_argument("--n-sparse", type=int, default=1000)
     parser.add_argument("--train-frames", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--models", nargs="+", default=["q", "p", "q+p"],
+                        choices=["q", "p", "q+p"])
     args = parser.parse_args()
 
     import bornml
@@ -84,6 +90,20 @@ def main():
           "max_abs_bec_difference_between_routes": diff,
           "repeats": args.repeats, "fit_seconds_for_setup": fit_s,
           "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine()})
+
+    for model_type in [m for m in args.models if m != "q"]:
+        other, _ = model_for("water", model_type, args.n_sparse)
+        start = time.perf_counter()
+        other.fit(train)
+        other_fit_s = time.perf_counter() - start
+        ms, _ = median_ms(lambda: other.predict_frame(frame), args.repeats)
+        mdot_ms, _ = median_ms(lambda: other.dipole_derivative(frame, velocities), args.repeats)
+        q_ms, _ = median_ms(lambda: model.predict_frame(frame), args.repeats)  # same conditions
+        emit({"benchmark": "predict_speed", "system": "water 192 atoms",
+              "model": {"type": model_type, **other.get_params()},
+              "ms_per_frame": ms, "ms_dipole_derivative": mdot_ms, "ms_q_model_same_run": q_ms,
+              "ratio_to_q": ms / q_ms, "repeats": args.repeats,
+              "fit_seconds_for_setup": other_fit_s, "cpu_count": os.cpu_count()})
 
 
 if __name__ == "__main__":

@@ -355,3 +355,22 @@ def test_quartz_accuracy_on_held_out_frames(cls, quartz_frames):
     err = bec_errors(quartz_frames[20:], model.predict(quartz_frames[20:]))
     limit = {"p": 0.020, "q+p": 0.023}[cls] * 1.3
     assert err["nrmse"] < limit
+
+
+def test_models_fitted_together_equal_separate_fits(quartz_frames):
+    from bornml.models.joint_fit import fit_together
+
+    frames = quartz_frames[:3]
+    make = [lambda: bornml.MonopoleModel(**SMALL, n_sparse=25),
+            lambda: bornml.DipoleModel(**SMALL, n_sparse=25),
+            lambda: bornml.CombinedModel(**SMALL, n_sparse=25, charge_regularisation=0.3)]
+    together = fit_together([m() for m in make], frames)
+    for joint, build in zip(together, make):
+        alone = build().fit(frames)
+        a, b = joint.predict_frame(quartz_frames[25]), alone.predict_frame(quartz_frames[25])
+        scale = np.abs(b["bec"]).max()
+        for key in ("bec", "charges"):
+            np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-8 * scale)
+    with pytest.raises(ValueError, match="cutoff"):
+        fit_together([bornml.MonopoleModel(**SMALL), bornml.DipoleModel(**dict(SMALL, cutoff=4))],
+                     frames)

@@ -143,48 +143,56 @@ def vector_feature_atom_jacobian(jac, centers, neighbors, pair_species, center_s
     """D[j, a, b, z, f] = Σ_{i of species z} ∂X̂_i[a, f]/∂r_{j,b} (see lambda_soap).
 
     ``jac`` (P, N, LM, 3) = ∂c[i_p, s_p, n, lm]/∂d_p; ``t_pad`` (n_atoms, L, 3, 2L+1, SN) and
-    ``r_pad`` (n_atoms, L, 3, SN, 2L+3) the half-contracted coefficient blocks T_l, R_l;
-    ``xhat_vec`` (n_atoms, 3, F); ``self_term`` (P, 3). Every pair adds ∂X̂_i/∂d_p to its
-    neighbour j_p and subtracts it from its centre i_p. Returns (n_atoms, 3, 3, S, F).
+    ``r_pad`` (n_atoms, L, 3, 2L+3, SN) the half-contracted coefficient blocks T_l, R_l
+    (zero-padded in m); ``xhat_vec`` (n_atoms, 3, F); ``self_term`` (P, 3). Every pair adds
+    ∂X̂_i/∂d_p to its neighbour j_p and subtracts it from its centre i_p (pairs are sorted by
+    centre, so the centre's share is summed first and written once). Returns
+    (n_atoms, 3, 3, S, F).
     """
     n_pairs, n_rad = jac.shape[0], jac.shape[1]
     n_atoms = t_pad.shape[0]
     sn = t_pad.shape[4]
     n_feat = xhat_vec.shape[2]
     out = np.zeros((n_atoms, 3, 3, n_species, n_feat))
+    centre_sum = np.zeros((3, 3, n_feat))
     buf = np.empty(n_feat)
     for p in range(n_pairs):
         i = centers[p]
         j = neighbors[p]
-        if i == j:
-            continue  # a periodic image of the centre itself: the two terms cancel
-        z = center_species[i]
-        sp = pair_species[p]
-        w = inv_norm[i]
-        for b in range(3):
-            for a in range(3):
-                for f in range(n_feat):
-                    buf[f] = -w * xhat_vec[i, a, f] * self_term[p, b]
-                for l in range(n_l):
-                    base = l * sn * sn
-                    l0 = l * l
-                    l1 = (l + 1) * (l + 1)
-                    for n in range(n_rad):
-                        alpha = sp * n_rad + n
-                        # c[α, l m1] varies: X[a, l, α, β] += Σ_m1 J[n, l m1, b] T[a, m1, β]
-                        for beta in range(sn):
-                            acc = 0.0
+        if i != j:  # a periodic image of the centre itself adds nothing
+            z = center_species[i]
+            sp = pair_species[p]
+            w = inv_norm[i]
+            for b in range(3):
+                for a in range(3):
+                    for f in range(n_feat):
+                        buf[f] = -w * xhat_vec[i, a, f] * self_term[p, b]
+                    for l in range(n_l):
+                        base = l * sn * sn
+                        l0 = l * l
+                        l1 = (l + 1) * (l + 1)
+                        for n in range(n_rad):
+                            alpha = sp * n_rad + n
+                            # c[α, l m1] varies: X[a,l,α,β] += Σ_m1 J[n,l m1,b] T[a,m1,β]
+                            row = base + alpha * sn
                             for m1 in range(2 * l + 1):
-                                acc += jac[p, n, l0 + m1, b] * t_pad[i, l, a, m1, beta]
-                            buf[base + alpha * sn + beta] += w * acc
-                        # c[β, (l+1) m2] varies: X[a, l, α, β] += Σ_m2 J[n,(l+1)m2,b] R[a,α,m2]
-                        beta = alpha
-                        for al in range(sn):
-                            acc = 0.0
+                                jv = w * jac[p, n, l0 + m1, b]
+                                for beta in range(sn):
+                                    buf[row + beta] += jv * t_pad[i, l, a, m1, beta]
+                            # c[β, (l+1) m2] varies: X[a,l,α,β] += Σ_m2 J[n,(l+1)m2,b] R[a,m2,α]
+                            col = base + alpha
                             for m2 in range(2 * l + 3):
-                                acc += jac[p, n, l1 + m2, b] * r_pad[i, l, a, al, m2]
-                            buf[base + al * sn + beta] += w * acc
-                for f in range(n_feat):
-                    out[j, a, b, z, f] += buf[f]
-                    out[i, a, b, z, f] -= buf[f]
+                                jv = w * jac[p, n, l1 + m2, b]
+                                for al in range(sn):
+                                    buf[col + al * sn] += jv * r_pad[i, l, a, m2, al]
+                    for f in range(n_feat):
+                        out[j, a, b, z, f] += buf[f]
+                        centre_sum[a, b, f] += buf[f]
+        if p + 1 == n_pairs or centers[p + 1] != i:
+            zc = center_species[i]
+            for a in range(3):
+                for b in range(3):
+                    for f in range(n_feat):
+                        out[i, a, b, zc, f] -= centre_sum[a, b, f]
+                        centre_sum[a, b, f] = 0.0
     return out

@@ -98,10 +98,10 @@ def atom_jacobian(expansion, xhat_vec, inv_norm, self_term, max_angular):
     pairs = expansion.pairs
     width = 2 * max_angular + 1
     t_pad = np.zeros((n_atoms, max_angular, 3, width, sn))
-    r_pad = np.zeros((n_atoms, max_angular, 3, sn, width + 2))
+    r_pad = np.zeros((n_atoms, max_angular, 3, width + 2, sn))
     for l in range(max_angular):
         t_pad[:, l, :, :2 * l + 1, :] = ts[l]
-        r_pad[:, l, :, :, :2 * l + 3] = rs[l]
+        r_pad[:, l, :, :2 * l + 3, :] = rs[l].transpose(0, 1, 3, 2)
     jac = expansion.pair_jacobian_subset(np.arange(len(pairs.centers)))
     return vector_feature_atom_jacobian(
         np.ascontiguousarray(jac), pairs.centers, pairs.neighbors, expansion._pair_species,

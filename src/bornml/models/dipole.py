@@ -88,7 +88,7 @@ class _DipolePart:
     def _fixed_charges(self, frames):
         from ase.data import atomic_numbers
 
-        given = self.charges or {}
+        given = getattr(self, "charges", None) or {}
         out = {}
         for key, value in given.items():
             z = atomic_numbers[key] if isinstance(key, str) and not key.isdigit() else int(key)

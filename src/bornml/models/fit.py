@@ -34,14 +34,24 @@ def solve_regularised(a, b, tikhonov, regulariser=None, scale=None):
         scale = np.trace(a) / m if np.trace(a) > 0 else 1.0
     reg = np.eye(m) if regulariser is None else regulariser
     lhs = a + tikhonov * scale * reg
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", scipy.linalg.LinAlgWarning)
-        try:
-            return scipy.linalg.solve(lhs, b, assume_a="pos")
-        except (np.linalg.LinAlgError, scipy.linalg.LinAlgError, scipy.linalg.LinAlgWarning):
-            pass
-    # numerically singular (e.g. more references than independent features, ζ = 1):
-    # minimum-norm solution from the eigen-decomposition, dropping directions below 1e-12
+    # Cholesky; when the system is singular to working precision (e.g. more references than
+    # independent features with ζ = 1, or a tiny ω) retry with a small ridge δ·I,
+    # δ = 1e-12 … 1e-8 × mean(diag): the same effect as dropping eigen-directions below δ,
+    # at the cost of a Cholesky rather than an eigen-decomposition
+    mean_diag = max(np.trace(lhs) / m, np.finfo(float).tiny)
+    for jitter in (0.0, 1e-12, 1e-10, 1e-8):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", scipy.linalg.LinAlgWarning)
+            try:
+                factor = scipy.linalg.cho_factor(lhs + jitter * mean_diag * np.eye(m),
+                                                 check_finite=False)
+                w = scipy.linalg.cho_solve(factor, b, check_finite=False)
+            except (np.linalg.LinAlgError, scipy.linalg.LinAlgError,
+                    scipy.linalg.LinAlgWarning):
+                continue
+        if np.all(np.isfinite(w)):
+            return w
+    # last resort: minimum-norm solution from the eigen-decomposition
     vals, vecs = scipy.linalg.eigh(lhs)
     keep = vals > 1e-12 * vals.max()
     return vecs[:, keep] @ ((vecs[:, keep].T @ b) / vals[keep])
