@@ -4,7 +4,6 @@ the fit, charge regularisation, model files, and accuracy on real DFT data."""
 
 import numpy as np
 import pytest
-from ase.build import molecule
 from scipy.spatial.transform import Rotation
 
 import bornml
@@ -16,6 +15,8 @@ from bornml.errors import ModelFileError
 from bornml.metrics import bec_errors
 from bornml.models.kernel import normalise
 from bornml.models.monopole import asr_corrected
+
+from _structures import perturbed_molecule, rotated, synthetic_molecule_frames
 
 SMALL = dict(cutoff=5.0, max_radial=4, max_angular=3, atomic_width=0.3, cutoff_width=0.5)
 
@@ -36,24 +37,11 @@ def qp_model(quartz_frames):
         quartz_frames[:4])
 
 
-def perturbed_molecule(name, seed, scale=0.1):
-    atoms = molecule(name)
-    atoms.positions += np.random.default_rng(seed).normal(scale=scale, size=atoms.positions.shape)
-    atoms.pbc = False
-    return atoms
-
-
 @pytest.fixture(scope="module", params=["p", "q+p"])
 def molecule_model(request):
     """Fitted on H/C/O molecules with random (synthetic) Born charges."""
-    rng = np.random.default_rng(0)
-    frames = []
-    for k, name in enumerate(["CH3OH", "CH3CH2OH", "HCOOH", "CH3COOH", "H2CO"] * 2):
-        atoms = perturbed_molecule(name, seed=k)
-        atoms.arrays["bec"] = rng.normal(size=(len(atoms), 3, 3))
-        frames.append(atoms)
     cls = bornml.DipoleModel if request.param == "p" else bornml.CombinedModel
-    return cls(**SMALL, n_sparse=20).fit(frames)
+    return cls(**SMALL, n_sparse=20).fit(synthetic_molecule_frames())
 
 
 @pytest.fixture(params=["p", "q+p"])
@@ -65,14 +53,6 @@ def dipole(model, atoms):
     """P = Σ_i q'_i r_i + Σ_i p_i (e·Å)."""
     pred = model.predict_frame(atoms)
     return pred["charges"] @ atoms.positions + pred["dipoles"].sum(axis=0)
-
-
-def rotated(atoms, rot):
-    out = atoms.copy()
-    out.positions = atoms.positions @ rot.T
-    if atoms.pbc.any():
-        out.set_cell(np.asarray(atoms.cell[:]) @ rot.T, scale_atoms=False)
-    return out
 
 
 # -- the λ=1 features ------------------------------------------------------------------------------

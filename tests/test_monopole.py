@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import scipy.linalg
 from ase import Atoms
-from ase.build import molecule
 from ase.geometry import find_mic
 
 import bornml
@@ -18,6 +17,8 @@ from bornml.metrics import bec_errors
 from bornml.models.kernel import kernel
 from bornml.models.monopole import asr_corrected
 from bornml.models.sparsify import select_sparse
+
+from _structures import perturbed_molecule, rotated, synthetic_molecule_frames
 
 # small, shared hyper-parameters (one radial basis for the module)
 SMALL = dict(cutoff=5.0, max_radial=4, max_angular=3, atomic_width=0.3, cutoff_width=0.5)
@@ -35,24 +36,10 @@ def quartz_model(quartz_frames):
     return bornml.MonopoleModel(**SMALL, n_sparse=30).fit(quartz_frames[:4])
 
 
-def perturbed_molecule(name, seed, scale=0.1):
-    atoms = molecule(name)
-    atoms.positions += np.random.default_rng(seed).normal(scale=scale, size=atoms.positions.shape)
-    atoms.pbc = False
-    return atoms
-
-
 @pytest.fixture(scope="module")
 def molecule_model():
-    """Fitted on H/C/O molecules with random (synthetic) Born charges: any targets define a
-    model whose Z must still be the exact derivative of its dipole."""
-    rng = np.random.default_rng(0)
-    frames = []
-    for k, name in enumerate(["CH3OH", "CH3CH2OH", "HCOOH", "CH3COOH", "H2CO"] * 2):
-        atoms = perturbed_molecule(name, seed=k)
-        atoms.arrays["bec"] = rng.normal(size=(len(atoms), 3, 3))
-        frames.append(atoms)
-    return bornml.MonopoleModel(**SMALL, n_sparse=20).fit(frames)
+    """Fitted on H/C/O molecules with random (synthetic) Born charges."""
+    return bornml.MonopoleModel(**SMALL, n_sparse=20).fit(synthetic_molecule_frames())
 
 
 def quartz_cluster(frame, radius, centre=0):
@@ -128,12 +115,7 @@ def test_molecule_bec_is_derivative_of_dipole(system, molecules, request):
 
 # -- symmetries -------------------------------------------------------------------------------------
 
-def rotate(atoms, rot):
-    out = atoms.copy()
-    out.positions = atoms.positions @ rot.T
-    if atoms.pbc.any():
-        out.set_cell(np.asarray(atoms.cell[:]) @ rot.T, scale_atoms=False)
-    return out
+rotate = rotated
 
 
 @pytest.mark.parametrize("proper", [True, False], ids=["rotation", "improper"])

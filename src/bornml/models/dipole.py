@@ -291,29 +291,21 @@ class _DipolePart:
             return {}
         return {"fixed_charges": {str(z): q for z, q in self.fixed_charges_.items()}}
 
-    @classmethod
-    def _from_archive(cls, meta, arrays, path):
-        from ..descriptors.radial import RadialBasis
-
-        model = cls(**meta["params"])
-        model.species_ = tuple(int(z) for z in meta["species"])
-        model.radial_basis_ = RadialBasis(float(meta["params"]["cutoff"]), arrays["radial_grid"],
-                                          arrays["radial_values"], arrays["radial_derivatives"])
-        if model.learns_charges:
-            model.references_ = {z: arrays[f"references_{z}"] for z in model.species_}
-            model.weights_ = {z: arrays[f"weights_{z}"] for z in model.species_}
+    def _load_arrays(self, meta, arrays, path):
+        if self.learns_charges:
+            MonopoleModel._load_arrays(self, meta, arrays, path)
         else:
-            model.fixed_charges_ = {int(z): float(q) for z, q in
-                                    meta["extra"]["fixed_charges"].items()}
-        model.dipole_weights_ = {z: arrays[f"dipole_weights_{z}"] for z in model.species_}
-        expected = model._n_features()
-        for z, u in model.dipole_weights_.items():
+            self._load_descriptor(meta, arrays)
+            self.fixed_charges_ = {int(z): float(q) for z, q in
+                                   meta["extra"]["fixed_charges"].items()}
+        self.dipole_weights_ = {z: arrays[f"dipole_weights_{z}"] for z in self.species_}
+        expected = self._n_features()
+        for z, u in self.dipole_weights_.items():
             if u.shape != (expected,):
                 from ..errors import ModelFileError
 
                 raise ModelFileError(f"{path}: dipole_weights_{z} has shape {u.shape}, "
                                      f"expected ({expected},) for these settings")
-        return model
 
 
 class DipoleModel(_DipolePart, MonopoleModel):

@@ -367,15 +367,22 @@ class MonopoleModel:
 
     @classmethod
     def _from_archive(cls, meta, arrays, path):
+        model = cls(**meta["params"])
+        model._load_arrays(meta, arrays, path)
+        return model
+
+    def _load_descriptor(self, meta, arrays):
+        """Species and the radial-basis table from a model file."""
         from ..descriptors.radial import RadialBasis
 
-        model = cls(**meta["params"])
-        model.species_ = tuple(int(z) for z in meta["species"])
-        model.radial_basis_ = RadialBasis(float(meta["params"]["cutoff"]), arrays["radial_grid"],
-                                          arrays["radial_values"], arrays["radial_derivatives"])
-        model.references_ = {z: arrays[f"references_{z}"] for z in model.species_}
-        model.weights_ = {z: arrays[f"weights_{z}"] for z in model.species_}
-        return model
+        self.species_ = tuple(int(z) for z in meta["species"])
+        self.radial_basis_ = RadialBasis(float(meta["params"]["cutoff"]), arrays["radial_grid"],
+                                         arrays["radial_values"], arrays["radial_derivatives"])
+
+    def _load_arrays(self, meta, arrays, path):
+        self._load_descriptor(meta, arrays)
+        self.references_ = {z: arrays[f"references_{z}"] for z in self.species_}
+        self.weights_ = {z: arrays[f"weights_{z}"] for z in self.species_}
 
 
 def _block_diag(blocks):

@@ -1,0 +1,33 @@
+"""Small structures shared by the model tests (not fixtures: plain functions)."""
+
+import numpy as np
+from ase.build import molecule
+
+
+def perturbed_molecule(name, seed, scale=0.1):
+    """ASE molecule ``name`` with Gaussian displacements (Å), non-periodic."""
+    atoms = molecule(name)
+    atoms.positions += np.random.default_rng(seed).normal(scale=scale, size=atoms.positions.shape)
+    atoms.pbc = False
+    return atoms
+
+
+def synthetic_molecule_frames(seed=0):
+    """H/C/O molecules with random (synthetic) Born charges: any targets define a model whose
+    Z must still be the exact derivative of its dipole."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k, name in enumerate(["CH3OH", "CH3CH2OH", "HCOOH", "CH3COOH", "H2CO"] * 2):
+        atoms = perturbed_molecule(name, seed=k)
+        atoms.arrays["bec"] = rng.normal(size=(len(atoms), 3, 3))
+        frames.append(atoms)
+    return frames
+
+
+def rotated(atoms, rot):
+    """Copy of ``atoms`` with positions (and cell) rotated by ``rot`` (3, 3)."""
+    out = atoms.copy()
+    out.positions = atoms.positions @ rot.T
+    if atoms.pbc.any():
+        out.set_cell(np.asarray(atoms.cell[:]) @ rot.T, scale_atoms=False)
+    return out
