@@ -275,3 +275,37 @@ def test_partition_writes_charges_and_table(trained, shipped_frames, tmp_path):
     assert table["Si"]["mean_q"] > 0 > table["O"]["mean_q"]  # charges are signed sensibly
     # the neutral charges sum to zero in every frame
     assert abs(sum(table[s]["mean_q"] * table[s]["n_atoms"] for s in table)) < 1e-9
+
+
+@pytest.mark.parametrize("kind", ["p", "q+p"])
+def test_train_and_partition_dipole_models(kind, shipped_frames, tmp_path):
+    """`bornml train --model p|q+p` writes a model of that type whose held-out error matches
+    the API, and `bornml partition` writes its charges and dipoles and reports max |p|."""
+    model_path = tmp_path / "m.npz"
+    extra = ["--charges", "Si=3.2"] if kind == "p" else ["--charge-regularisation", "0.1"]
+    code, out, err = run_cli(["train", shipped_data_path(), "--model", kind, "-o", model_path,
+                              "--json", "--index", "0:12", *extra, *SMALL_ARGS])
+    assert code == 0, err
+    model = bornml.load_model(model_path)
+    assert model.model_type == kind
+    summary = json.loads(out)
+    held = [shipped_frames[i] for i in summary["test_frames"]]
+    assert bec_errors(held, model.predict(held))["rmse"] == pytest.approx(
+        summary["test"]["rmse"], rel=1e-10)
+    assert summary["test"]["nrmse"] < 0.1
+    if kind == "p":
+        assert model.fixed_charges_[14] == 3.2
+    parted = tmp_path / "parted.extxyz"
+    code, stdout, err = run_cli(["partition", model_path, shipped_data_path(), "--index", "20:22",
+                                 "-o", parted, "--json", "--no-progress"])
+    assert code == 0, err
+    back = bornml.read_frames(parted)
+    table = json.loads(stdout)
+    dipoles = []
+    for frame, source in zip(back, shipped_frames[20:22]):
+        pred = model.predict_frame(source)
+        np.testing.assert_allclose(frame.arrays["dipoles"], pred["dipoles"], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(frame.arrays["charges"], pred["charges"], rtol=0, atol=1e-10)
+        dipoles.append(pred["dipoles"][source.numbers == 14])
+    p_si = np.linalg.norm(np.concatenate(dipoles), axis=1).max()
+    assert abs(table["Si"]["max_abs_p"] - p_si) < 1e-12 and p_si > 0
