@@ -309,3 +309,12 @@ def test_train_and_partition_dipole_models(kind, shipped_frames, tmp_path):
         dipoles.append(pred["dipoles"][source.numbers == 14])
     p_si = np.linalg.norm(np.concatenate(dipoles), axis=1).max()
     assert abs(table["Si"]["max_abs_p"] - p_si) < 1e-12 and p_si > 0
+
+
+def test_cli_parser_does_not_import_torch():
+    """Kernel-model users never pay for torch: building the parser (every command, --help)
+    imports neither torch nor mace."""
+    code = ("import sys, bornml.cli; bornml.cli.build_parser(); "
+            "print(int('torch' in sys.modules), int('mace' in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "0"]

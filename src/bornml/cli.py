@@ -60,15 +60,11 @@ def _add_model_options(p):
 
 
 def _add_mace_options(p):
-    """MACE options, when torch and mace-torch are installed (else only --max-epochs)."""
-    g = p.add_argument_group("MACE model settings (mace-q, mace-p, mace-q+p)")
-    try:
-        from .models.mace_model import add_mace_cli_options
-    except ImportError:
-        g.add_argument("--max-epochs", type=int, default=200,
-                       help="training epochs at most (needs torch + mace-torch)")
-        return
-    add_mace_cli_options(g)
+    """MACE options (argparse only: building the parser never imports torch)."""
+    from .models.mace_options import add_mace_cli_options
+
+    add_mace_cli_options(p.add_argument_group(
+        "MACE model settings (mace-q, mace-p, mace-q+p; need torch and mace-torch)"))
 
 
 def _refuse_overwriting_input(output, *inputs):
