@@ -101,6 +101,12 @@ def load_split(system, n_train):
     return ([frames[i] for i in training_subset(pool, n_train)], [frames[i] for i in test])
 
 
+def _label(record):
+    """Curve label: the model type, plus the training-time budget of MACE records."""
+    budget = record.get("hypers", {}).get("max_time")
+    return record["model"] if budget is None else f"{record['model']} ({budget:g} s)"
+
+
 def plot(records, path):
     import matplotlib
 
@@ -108,17 +114,19 @@ def plot(records, path):
     import matplotlib.pyplot as plt
 
     systems = list(dict.fromkeys(r["system"] for r in records))
-    fig, axes = plt.subplots(1, len(systems), figsize=(4.2 * len(systems), 3.6), dpi=130,
+    fig, axes = plt.subplots(1, len(systems), figsize=(4.6 * len(systems), 4.4), dpi=130,
                              squeeze=False)
     for ax, system in zip(axes[0], systems):
         rec = [r for r in records if r["system"] == system]
         sizes = sorted({r["n_train"] for r in rec})
-        for model in dict.fromkeys(r["model"] for r in rec):
-            sub = sorted((r for r in rec if r["model"] == model), key=lambda r: r["n_train"])
+        for model in dict.fromkeys(_label(r) for r in rec):
+            sub = sorted((r for r in rec if _label(r) == model), key=lambda r: r["n_train"])
             n = [r["n_train"] for r in sub]
-            line, = ax.plot(n, [r["test_rmse"] for r in sub], "o-", label=f"{model} test")
-            ax.plot(n, [r["train_rmse"] for r in sub], "o--", color=line.get_color(),
-                    alpha=0.6, label=f"{model} train")
+            style = "s" if model.startswith("mace") else "o"
+            line, = ax.plot(n, [r["test_rmse"] for r in sub], style + "-", ms=4,
+                            label=f"{model} test")
+            ax.plot(n, [r["train_rmse"] for r in sub], style + "--", ms=3, lw=0.8,
+                    color=line.get_color(), alpha=0.6, label=f"{model} train")
         ax.set_xscale("log")
         ax.set_xticks(sizes, [str(s) for s in sizes])
         ax.minorticks_off()
@@ -130,7 +138,7 @@ def plot(records, path):
         right = ax.secondary_yaxis("right", functions=(lambda y, s=std: y / s,
                                                        lambda y, s=std: y * s))
         right.set_ylabel("RMSE / std of the targets")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6, ncol=2, loc="upper right")
     fig.tight_layout()
     fig.savefig(path)
 
