@@ -46,16 +46,20 @@ def coupling(l):
 
 def _blocks(coefficients, max_angular):
     """c (N, SN, LM) and, per l < L, T_l[i, a, m1, β] = Σ_m2 C_l[a,m1,m2] c[i,β,(l+1)m2]
-    and R_l[i, a, α, m2] = Σ_m1 C_l[a,m1,m2] c[i,α,l m1]."""
+    and R_l[i, a, α, m2] = Σ_m1 C_l[a,m1,m2] c[i,α,l m1] (batched matrix products)."""
     n_atoms = coefficients.shape[0]
     c = coefficients.reshape(n_atoms, -1, coefficients.shape[-1])
+    sn = c.shape[1]
     ts, rs = [], []
     for l in range(max_angular):
-        cl = c[:, :, l * l:(l + 1) ** 2]
-        cl1 = c[:, :, (l + 1) ** 2:(l + 2) ** 2]
+        w1, w2 = 2 * l + 1, 2 * l + 3
+        cl = c[:, :, l * l:(l + 1) ** 2].reshape(n_atoms * sn, w1)
+        cl1 = c[:, :, (l + 1) ** 2:(l + 2) ** 2].reshape(n_atoms * sn, w2)
         C = coupling(l)
-        ts.append(np.einsum("amn,ibn->iamb", C, cl1))
-        rs.append(np.einsum("amn,ikm->iakn", C, cl))
+        t = (cl1 @ C.reshape(3 * w1, w2).T).reshape(n_atoms, sn, 3, w1)
+        ts.append(t.transpose(0, 2, 3, 1))
+        r = (cl @ C.transpose(1, 0, 2).reshape(w1, 3 * w2)).reshape(n_atoms, sn, 3, w2)
+        rs.append(r.transpose(0, 2, 1, 3))
     return c, ts, rs
 
 
@@ -68,7 +72,7 @@ def n_vector_features(n_species, max_radial, max_angular):
 def vector_features(coefficients, max_angular):
     """X (N, 3, F) from coefficients (N, S, n, LM) (not normalised)."""
     c, ts, _ = _blocks(coefficients, max_angular)
-    out = [np.einsum("ikm,iamb->iakb", c[:, :, l * l:(l + 1) ** 2], ts[l]).reshape(len(c), 3, -1)
+    out = [np.matmul(c[:, None, :, l * l:(l + 1) ** 2], ts[l]).reshape(len(c), 3, -1)
            for l in range(max_angular)]
     return np.concatenate(out, axis=2)
 
@@ -81,8 +85,12 @@ def vector_features_vjp(coefficients, u, max_angular):
     ublocks = u.reshape(n_atoms, max_angular, sn, sn)
     for l in range(max_angular):
         ul = ublocks[:, l]
-        adj[:, :, :, l * l:(l + 1) ** 2] += np.einsum("ikb,iamb->aikm", ul, ts[l])
-        adj[:, :, :, (l + 1) ** 2:(l + 2) ** 2] += np.einsum("ikb,iakn->aibn", ul, rs[l])
+        # adj[a, i, α, l m1] = Σ_β U[i,α,β] T[i,a,m1,β]
+        # adj[a, i, β, (l+1) m2] = Σ_α U[i,α,β] R[i,a,α,m2]
+        first = np.matmul(ul[:, None], ts[l].transpose(0, 1, 3, 2))  # (N, 3, SN, 2l+1)
+        second = np.matmul(ul.transpose(0, 2, 1)[:, None], rs[l])  # (N, 3, SN, 2l+3)
+        adj[:, :, :, l * l:(l + 1) ** 2] += first.transpose(1, 0, 2, 3)
+        adj[:, :, :, (l + 1) ** 2:(l + 2) ** 2] += second.transpose(1, 0, 2, 3)
     return adj.reshape((3,) + coefficients.shape)
 
 
