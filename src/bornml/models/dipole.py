@@ -28,7 +28,7 @@ from .. import keys
 from ..descriptors.lambda_soap import (atom_jacobian, n_vector_features, vector_features,
                                        vector_features_vjp)
 from ..descriptors.soap import power_spectrum_vjp
-from .bec_assembly import assemble_bec
+from .bec_assembly import _pair_to_atom, assemble_bec
 from .bec_assembly import dipole_derivative as charge_dipole_derivative
 from .fit import NormalEquations, solve_regularised
 from .kernel import kernel
@@ -39,10 +39,9 @@ BASIS_TOLERANCE = 1e-8  # singular values below this × the largest span no dire
 
 def _scatter_pairs(values, centers, neighbors, n_atoms):
     """Σ_{p: j_p = j} values_p − Σ_{p: i_p = j} values_p for every atom j: (n_atoms, ...)."""
-    out = np.zeros((n_atoms,) + values.shape[1:])
-    np.add.at(out, neighbors, values)
-    np.add.at(out, centers, -values)
-    return out
+    flat = values.reshape(len(values), -1)
+    out = _pair_to_atom(neighbors, n_atoms) @ flat - _pair_to_atom(centers, n_atoms) @ flat
+    return out.reshape((n_atoms,) + values.shape[1:])
 
 
 class _DipolePart:
