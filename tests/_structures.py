@@ -31,3 +31,15 @@ def rotated(atoms, rot):
     if atoms.pbc.any():
         out.set_cell(np.asarray(atoms.cell[:]) @ rot.T, scale_atoms=False)
     return out
+
+
+def finite_difference_bec(dipole, atoms, h=1e-5):
+    """Central differences Z[j, a, b] = ∂P_a/∂r_jb of ``dipole(atoms)`` (3,) e·Å: (N, 3, 3)."""
+    numeric = np.zeros((len(atoms), 3, 3))
+    for j in range(len(atoms)):
+        for b in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[j, b] += h
+            minus.positions[j, b] -= h
+            numeric[j, :, b] = (dipole(plus) - dipole(minus)) / (2 * h)
+    return numeric

@@ -18,3 +18,12 @@ def shared_data():
         if cand and Path(cand).resolve().is_dir():
             return Path(cand).resolve()
     pytest.skip("shared data folder not found (set BORNML_SHARED_DATA)")
+
+
+@pytest.fixture(scope="session")
+def quartz_frames():
+    """The 30 α-quartz frames shipped with bornml (labelled, periodic, 72 atoms)."""
+    import bornml
+    from bornml.demo import shipped_data_path
+
+    return bornml.read_frames(shipped_data_path())

@@ -7,7 +7,6 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 import bornml
-from bornml.demo import shipped_data_path
 from bornml.descriptors import lambda_soap
 from bornml.descriptors.soap import (FrameExpansion, SoapSettings, power_spectrum,
                                      power_spectrum_vjp)
@@ -16,14 +15,10 @@ from bornml.metrics import bec_errors
 from bornml.models.kernel import normalise
 from bornml.models.monopole import asr_corrected
 
-from _structures import perturbed_molecule, rotated, synthetic_molecule_frames
+from _structures import (finite_difference_bec, perturbed_molecule, rotated,
+                         synthetic_molecule_frames)
 
 SMALL = dict(cutoff=5.0, max_radial=4, max_angular=3, atomic_width=0.3, cutoff_width=0.5)
-
-
-@pytest.fixture(scope="module")
-def quartz_frames():
-    return bornml.read_frames(shipped_data_path())
 
 
 @pytest.fixture(scope="module")
@@ -128,13 +123,7 @@ def test_molecule_bec_is_derivative_of_dipole(molecule_model):
     atoms = perturbed_molecule("CH3CH2OH", seed=99)
     pred = model.predict_frame(atoms)
     h = 1e-5
-    numeric = np.zeros((len(atoms), 3, 3))
-    for j in range(len(atoms)):
-        for b in range(3):
-            plus, minus = atoms.copy(), atoms.copy()
-            plus.positions[j, b] += h
-            minus.positions[j, b] -= h
-            numeric[j, :, b] = (dipole(model, plus) - dipole(model, minus)) / (2 * h)
+    numeric = finite_difference_bec(lambda a: dipole(model, a), atoms, h)
     dipole_part = pred["bec"] - pred["charges"][:, None, None] * np.eye(3)
     assert np.abs(dipole_part).max() > 1e-2  # the dipoles matter
     assert np.abs(pred["dipoles"]).max() > 1e-3

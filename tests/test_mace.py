@@ -21,6 +21,8 @@ from bornml.models.mace_model import (
 )
 from bornml.models.serialization import load_model
 
+from _structures import finite_difference_bec  # noqa: E402
+
 torch.set_num_threads(1)
 HEADS = ("q", "p", "q+p")
 TINY = dict(r_max=3.2, num_channels=4, max_ell=1, correlation=2, num_bessel=4,
@@ -80,14 +82,7 @@ def _dipole(model, atoms):
 
 
 def _finite_difference(model, atoms, h=1e-5):
-    fd = np.zeros((len(atoms), 3, 3))
-    for j in range(len(atoms)):
-        for b in range(3):
-            plus, minus = atoms.copy(), atoms.copy()
-            plus.positions[j, b] += h
-            minus.positions[j, b] -= h
-            fd[j, :, b] = (_dipole(model, plus) - _dipole(model, minus)) / (2 * h)
-    return fd
+    return finite_difference_bec(lambda a: _dipole(model, a), atoms, h)
 
 
 @pytest.mark.parametrize("head", HEADS)

@@ -11,25 +11,20 @@ from ase import Atoms
 from ase.geometry import find_mic
 
 import bornml
-from bornml.demo import shipped_data_path
 from bornml.errors import BornDataError, ModelFileError
 from bornml.metrics import bec_errors
 from bornml.models.kernel import kernel
 from bornml.models.monopole import asr_corrected
 from bornml.models.sparsify import select_sparse
 
-from _structures import perturbed_molecule, rotated, synthetic_molecule_frames
+from _structures import (finite_difference_bec, perturbed_molecule, rotated,
+                         synthetic_molecule_frames)
 
 # small, shared hyper-parameters (one radial basis for the module)
 SMALL = dict(cutoff=5.0, max_radial=4, max_angular=3, atomic_width=0.3, cutoff_width=0.5)
 
 
 # -- fixtures and helpers ------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def quartz_frames():
-    return bornml.read_frames(shipped_data_path())
-
 
 @pytest.fixture(scope="module")
 def quartz_model(quartz_frames):
@@ -89,13 +84,7 @@ def test_molecule_bec_is_derivative_of_dipole(system, molecules, request):
     model = request.getfixturevalue(model_name)
     pred = model.predict_frame(atoms)
     h = 1e-5
-    numeric = np.zeros((len(atoms), 3, 3))
-    for j in range(len(atoms)):
-        for b in range(3):
-            plus, minus = atoms.copy(), atoms.copy()
-            plus.positions[j, b] += h
-            minus.positions[j, b] -= h
-            numeric[j, :, b] = (dipole(model, plus) - dipole(model, minus)) / (2 * h)
+    numeric = finite_difference_bec(lambda a: dipole(model, a), atoms, h)
     assert np.abs(numeric).max() > 0.1  # a non-trivial Z
     # the charge-transfer term matters: Z is far from q_j I
     assert np.abs(pred["bec"] - pred["charges"][:, None, None] * np.eye(3)).max() > 1e-2

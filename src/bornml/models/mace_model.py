@@ -24,7 +24,6 @@ except ImportError as err:  # pragma: no cover - depends on the installation
 import warnings
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .. import keys
 from ..errors import BornDataError, ModelFileError
@@ -33,15 +32,13 @@ from .mace_bec import born_charges, frame_graph
 from .mace_network import BECNetwork
 from .mace_training import train
 from .monopole import asr_corrected
+from .training_data import source_of as _source
+from .training_data import predict_frames, training_species
 
 HEADS = ("q", "p", "q+p")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 _NETWORK_PARAMS = ("r_max", "num_bessel", "num_polynomial_cutoff", "max_ell", "num_channels",
                    "correlation", "num_interactions", "radial_mlp")
-
-
-def _source(frame, index):
-    return frame.info.get(keys.SOURCE, f"frame {index}")
 
 
 class MaceBECModel:
@@ -167,13 +164,7 @@ class MaceBECModel:
         """Train on the Born charges ``frame.arrays["bec"]`` (N, 3, 3) e of ``frames``."""
         self._check_settings()
         frames = list(frames)
-        if not frames:
-            raise ValueError("no training frames")
-        for index, frame in enumerate(frames):
-            if keys.BEC not in frame.arrays:
-                raise BornDataError("no Born charges in training frame",
-                                    path=_source(frame, index), key=keys.BEC)
-        self.species_ = tuple(sorted({int(z) for f in frames for z in f.numbers}))
+        self.species_ = training_species(frames)
         targets = [asr_corrected(np.asarray(f.arrays[keys.BEC], dtype=float)) for f in frames]
         graphs = [self._graph(f, i, t) for i, (f, t) in enumerate(zip(frames, targets))]
         val = held_out_indices(len(frames), self.validation_fraction) if len(frames) > 1 \
@@ -243,13 +234,8 @@ class MaceBECModel:
         return result
 
     def predict(self, frames):
-        """Predictions for a frame (one dict) or a list of frames (list of dicts)."""
-        from ase import Atoms
-
-        if isinstance(frames, Atoms):
-            return self.predict_frame(frames)
-        return [self.predict_frame(f, i) for i, f in enumerate(
-            tqdm(frames, desc="predict", disable=not self.progress))]
+        """Predictions for a frame (one dict) or a list of frames (one dict per frame)."""
+        return predict_frames(self, frames)
 
     def dipole_derivative(self, atoms, velocities):
         """Ṁ = Σ_j Z_j v_j (e·Å/fs) for velocities (N, 3) Å/fs, shape (3,)."""

@@ -24,12 +24,10 @@ from .fit import NormalEquations, solve_regularised
 from .kernel import (contracted_weighted_gradient, contracted_weights, kernel,
                      kernel_weighted_gradient, normalise)
 from .sparsify import METHODS, select_sparse
+from .training_data import source_of as _source
+from .training_data import predict_frames, training_species
 
 REGULARISERS = ("kernel", "identity")
-
-
-def _source(frame, index):
-    return frame.info.get(keys.SOURCE, f"frame {index}")
 
 
 def asr_corrected(bec):
@@ -142,13 +140,7 @@ class MonopoleModel:
         """Species, radial basis and reference environments from ``frames`` (step 1 of fit)."""
         self._check_settings()
         frames = list(frames)
-        if not frames:
-            raise ValueError("no training frames")
-        for index, frame in enumerate(frames):
-            if keys.BEC not in frame.arrays:
-                raise BornDataError("no Born charges in training frame",
-                                    path=_source(frame, index), key=keys.BEC)
-        self.species_ = tuple(sorted({int(z) for f in frames for z in f.numbers}))
+        self.species_ = training_species(frames)
         st = self.soap_settings
         self.radial_basis_ = st.radial_basis()
         self._select_references(frames)
@@ -324,13 +316,8 @@ class MonopoleModel:
         return {"charges": neutral, "bec": bec, "asr_residual": residual}
 
     def predict(self, frames):
-        """Predictions for a frame or a list of frames (one dict per frame)."""
-        from ase import Atoms
-
-        if isinstance(frames, Atoms):
-            return self.predict_frame(frames)
-        return [self.predict_frame(f, i) for i, f in enumerate(
-            tqdm(frames, desc="predict", disable=not self.progress))]
+        """Predictions for a frame (one dict) or a list of frames (one dict per frame)."""
+        return predict_frames(self, frames)
 
     def dipole_derivative(self, atoms, velocities):
         """Ṁ = Σ_j Z_j v_j (e·Å/fs) for velocities (N, 3) Å/fs, shape (3,).
