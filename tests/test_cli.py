@@ -208,14 +208,22 @@ def test_demo_quick(tmp_path):
     assert json.loads(out.strip().splitlines()[-1]) == summary
 
 
-def test_ir_with_model_equals_ir_with_predicted_bec_in_file(trained, shipped_frames, tmp_path):
+@pytest.mark.parametrize("kind", ["q", "q+p"])
+def test_ir_with_model_equals_ir_with_predicted_bec_in_file(kind, trained, shipped_frames,
+                                                            tmp_path):
     """`bornml ir --model` (adjoint Ṁ, Z never assembled) gives the same spectrum as
-    `--bec-from-file` on the same frames carrying the model's Born charges."""
+    `--bec-from-file` on the same frames carrying the model's Born charges — for the monopole
+    and for the combined (charges + dipoles) model."""
     from bornml.demo import spring_network_trajectory
     from bornml.io import write_frames
     from bornml.spectra.ir import IRSpectrum
 
-    model = bornml.load_model(trained["model"])
+    model_path = trained["model"]
+    if kind == "q+p":
+        model_path = tmp_path / "qp.npz"
+        bornml.CombinedModel(cutoff=5.0, max_radial=4, max_angular=3, n_sparse=30).fit(
+            shipped_frames[:4]).save(model_path)
+    model = bornml.load_model(model_path)
     traj = spring_network_trajectory(shipped_frames[0], n_steps=240, save_every=4)
     with_bec = []
     for frame in traj:
@@ -226,7 +234,7 @@ def test_ir_with_model_equals_ir_with_predicted_bec_in_file(trained, shipped_fra
     write_frames(plain_path, [f.copy() for f in traj])
     write_frames(bec_path, with_bec)
     common = ["--temperature", "300", "--max-lag", "50", "--no-progress"]
-    code, _, err = run_cli(["ir", plain_path, "--model", trained["model"],
+    code, _, err = run_cli(["ir", plain_path, "--model", model_path,
                             "-o", tmp_path / "model.csv", *common])
     assert code == 0, err
     code, _, err = run_cli(["ir", bec_path, "--bec-from-file", "-o", tmp_path / "file.csv",
