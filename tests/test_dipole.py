@@ -343,3 +343,8 @@ def test_models_fitted_together_equal_separate_fits(quartz_frames):
     with pytest.raises(ValueError, match="cutoff"):
         fit_together([bornml.MonopoleModel(**SMALL), bornml.DipoleModel(**dict(SMALL, cutoff=4))],
                      frames)
+
+
+def test_bad_fixed_charges_give_a_clear_error(quartz_frames):
+    with pytest.raises(ValueError, match="Xx"):
+        bornml.DipoleModel(**SMALL, n_sparse=5, charges={"Xx": 1.0}).fit(quartz_frames[:1])

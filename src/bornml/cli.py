@@ -90,13 +90,18 @@ def _parse_charges(text):
     """'Zr=4,O=-2' → {"Zr": 4.0, "O": -2.0}."""
     if not text:
         return None
+    from ase.data import atomic_numbers
+
     out = {}
     for item in text.split(","):
         name, _, value = item.partition("=")
+        name = name.strip()
         try:
-            out[name.strip()] = float(value)
+            out[name] = float(value)
         except ValueError:
             raise SystemExit(f"bornml train: --charges expects EL=Q,... (got {text!r})")
+        if name not in atomic_numbers:
+            raise SystemExit(f"bornml train: --charges: {name!r} is not an element symbol")
     return out
 
 

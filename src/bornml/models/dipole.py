@@ -90,8 +90,13 @@ class _DipolePart:
         given = getattr(self, "charges", None) or {}
         out = {}
         for key, value in given.items():
-            z = atomic_numbers[key] if isinstance(key, str) and not key.isdigit() else int(key)
-            out[z] = float(value)
+            try:
+                z = atomic_numbers[key] if isinstance(key, str) and not key.isdigit() \
+                    else int(key)
+                out[z] = float(value)
+            except (KeyError, ValueError, TypeError):
+                raise ValueError(f"charges: {key!r}: {value!r} is not 'element symbol or atomic "
+                                 "number': charge in e (e.g. {'Zr': 4, 'O': -2})") from None
         traces = {z: [] for z in self.species_}
         for frame in frames:
             t = np.trace(asr_corrected(frame.arrays[keys.BEC]), axis1=1, axis2=2) / 3.0
