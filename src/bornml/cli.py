@@ -99,10 +99,16 @@ def _parse_charges(text):
         try:
             out[name] = float(value)
         except ValueError:
-            raise SystemExit(f"bornml train: --charges expects EL=Q,... (got {text!r})")
+            _usage_error(f"--charges expects EL=Q,... (got {text!r})")
         if name not in atomic_numbers:
-            raise SystemExit(f"bornml train: --charges: {name!r} is not an element symbol")
+            _usage_error(f"--charges: {name!r} is not an element symbol")
     return out
+
+
+def _usage_error(message):
+    """Exit with code 2 (as for bad input files) after a one-line message."""
+    print(f"bornml train: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def _build_model(args):
