@@ -117,7 +117,7 @@ def _build_model(args):
         try:
             from .models.mace_model import model_from_cli_args
         except ImportError as err:
-            raise SystemExit(f"bornml train: {err}")
+            _usage_error(str(err))
         return model_from_cli_args(args.model[len("mace-"):], args)
     from .models.dipole import CombinedModel, DipoleModel
     from .models.monopole import MonopoleModel
