@@ -3,6 +3,9 @@
 import numpy as np
 from ase.build import molecule
 
+# small SOAP settings shared by the kernel-model tests (one radial basis for all of them)
+SMALL = dict(cutoff=5.0, max_radial=4, max_angular=3, atomic_width=0.3, cutoff_width=0.5)
+
 
 def perturbed_molecule(name, seed, scale=0.1):
     """ASE molecule ``name`` with Gaussian displacements (Å), non-periodic."""

@@ -15,10 +15,8 @@ from bornml.metrics import bec_errors
 from bornml.models.kernel import normalise
 from bornml.models.monopole import asr_corrected
 
-from _structures import (finite_difference_bec, perturbed_molecule, rotated,
+from _structures import (SMALL, finite_difference_bec, perturbed_molecule, rotated,
                          synthetic_molecule_frames)
-
-SMALL = dict(cutoff=5.0, max_radial=4, max_angular=3, atomic_width=0.3, cutoff_width=0.5)
 
 
 @pytest.fixture(scope="module")

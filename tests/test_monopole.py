@@ -17,11 +17,8 @@ from bornml.models.kernel import kernel
 from bornml.models.monopole import asr_corrected
 from bornml.models.sparsify import select_sparse
 
-from _structures import (finite_difference_bec, perturbed_molecule, rotated,
+from _structures import (SMALL, finite_difference_bec, perturbed_molecule, rotated,
                          synthetic_molecule_frames)
-
-# small, shared hyper-parameters (one radial basis for the module)
-SMALL = dict(cutoff=5.0, max_radial=4, max_angular=3, atomic_width=0.3, cutoff_width=0.5)
 
 
 # -- fixtures and helpers ------------------------------------------------------------------------
