@@ -22,7 +22,6 @@ The normal equations are accumulated in the feature basis and projected once.
 """
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .. import keys
 from ..descriptors.lambda_soap import (atom_jacobian, n_vector_features, vector_features,
@@ -32,7 +31,8 @@ from .bec_assembly import _pair_to_atom, assemble_bec
 from .bec_assembly import dipole_derivative as charge_dipole_derivative
 from .fit import NormalEquations, solve_regularised
 from .kernel import kernel
-from .monopole import MonopoleModel, _block_diag, asr_corrected
+from .monopole import (MonopoleModel, _block_diag, accumulate_equations,
+                       asr_corrected)
 
 BASIS_TOLERANCE = 1e-8  # singular values below this × the largest span no direction
 
@@ -118,7 +118,6 @@ class _DipolePart:
 
     def _dipoles_and_pair_gradients(self, fe, xhat, norms):
         """p (N, 3) e·Å and G (P, 3, 3) with G_p[a, b] = ∂p_{i_p,a}/∂d_{p,b} (e)."""
-        n_atoms = fe.n_atoms
         index = fe.species_index
         u = np.stack([self.dipole_weights_[z] for z in self.species_])[index]  # (N, F)
         xvec = self._vector_features(fe, norms)
@@ -155,17 +154,10 @@ class _DipolePart:
     def accumulate(self, frames):
         """Normal equations (projected onto the reference span) of ``frames``; see
         :meth:`MonopoleModel.accumulate`."""
-        m_q = self._n_charge_columns()
-        n_total = m_q + len(self.species_) * self._n_features()
-        eqs = {"bec": NormalEquations(n_total), "charge": NormalEquations(m_q)}
-        for index, frame in enumerate(tqdm(frames, desc="fit: design", disable=not self.progress)):
-            design, charge_design = self.design_matrix(frame, index)
-            target = asr_corrected(frame.arrays[keys.BEC])
-            if not self.learns_charges:
-                target = target - self._fixed_charge_vector(frame)[:, None, None] * np.eye(3)
-            eqs["bec"].add(design, target.reshape(-1))
-            if m_q:
-                eqs["charge"].add(charge_design, np.trace(target, axis1=1, axis2=2) / 3.0)
+        fixed = None if self.learns_charges else self._fixed_charge_vector
+        eqs, offset = accumulate_equations(self, frames, fixed)
+        if offset is not None:  # the p model fits Z − q⁰'I
+            eqs["bec"].b -= offset
         return self._project(eqs)
 
     def _project(self, eqs):

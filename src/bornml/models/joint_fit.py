@@ -9,13 +9,9 @@ round-off; tested), at the cost of one fit of the combined model.
 
 import time
 
-import numpy as np
-from tqdm.auto import tqdm
-
-from .. import keys
 from .dipole import CombinedModel, DipoleModel
 from .fit import NormalEquations
-from .monopole import MonopoleModel, asr_corrected
+from .monopole import MonopoleModel, accumulate_equations
 
 SHARED = ("cutoff", "max_radial", "max_angular", "atomic_width", "cutoff_width", "n_sparse",
           "sparse_method", "max_pool", "seed")
@@ -47,23 +43,13 @@ def fit_together(models, frames, progress=False):
             raise ValueError("the q and q+p models must share zeta")
     proto.prepare(frames)
     m_q = proto._n_charge_columns()
-    n_total = m_q + len(proto.species_) * proto._n_features()
     dipole = next((m for m in models if m.model_type == "p"), None)
-    fixed = None
     if dipole is not None:
         dipole.species_ = proto.species_
-        fixed = dipole._fixed_charges(frames)
-    full, charge = NormalEquations(n_total), NormalEquations(m_q)
-    offset = np.zeros(n_total - m_q)
-    for index, frame in enumerate(tqdm(frames, desc="fit: design", disable=not progress)):
-        design, charge_design = proto.design_matrix(frame, index)
-        target = asr_corrected(frame.arrays[keys.BEC])
-        full.add(design, target.reshape(-1))
-        charge.add(charge_design, np.trace(target, axis1=1, axis2=2) / 3.0)
-        if fixed is not None:
-            q0 = np.array([fixed[int(z)] for z in frame.numbers])
-            t0 = ((q0 - q0.mean())[:, None, None] * np.eye(3)).reshape(-1)
-            offset += design[:, m_q:].T @ t0
+        dipole.fixed_charges_ = dipole._fixed_charges(frames)
+    eqs, offset = accumulate_equations(
+        proto, frames, None if dipole is None else dipole._fixed_charge_vector)
+    full, charge = eqs["bec"], eqs["charge"]
     shared = time.perf_counter() - start
     for model in models:
         for attr in ("species_", "radial_basis_", "references_", "reference_sources_"):
@@ -73,8 +59,8 @@ def fit_together(models, frames, progress=False):
             eqs = {"bec": _equations(full.a[:m_q, :m_q], full.b[:m_q]), "charge": charge}
         elif model.model_type == "p":
             model.dipole_basis_ = proto.dipole_basis_
-            model.fixed_charges_ = fixed
-            eqs = model._project({"bec": _equations(full.a[m_q:, m_q:], full.b[m_q:] - offset),
+            eqs = model._project({"bec": _equations(full.a[m_q:, m_q:],
+                                                    full.b[m_q:] - offset[m_q:]),
                                   "charge": NormalEquations(0)})
         else:
             model.dipole_basis_ = proto.dipole_basis_

@@ -35,6 +35,30 @@ def asr_corrected(bec):
     return bec - bec.mean(axis=0)
 
 
+def accumulate_equations(model, frames, fixed_charges=None):
+    """One pass over ``frames`` with ``model.design_matrix`` (shared by every kernel model).
+
+    Returns ``(eqs, offset)``: ``eqs["bec"]`` the normal equations of the ASR-corrected Born
+    charges (all design columns), ``eqs["charge"]`` those of q'_i − tr(Z_i)/3 (the columns
+    of the charge design), and, when ``fixed_charges(frame)`` gives neutral fixed charges
+    (N,) e, ``offset = Σ_frames Φᵀ(q⁰' ⊗ I)`` (else None): the right-hand side for targets
+    Z − q⁰'I is ``eqs["bec"].b − offset``.
+    """
+    eqs, offset = None, None
+    for index, frame in enumerate(tqdm(frames, desc="fit: design", disable=not model.progress)):
+        design, charge_design = model.design_matrix(frame, index)
+        if eqs is None:
+            eqs = {"bec": NormalEquations(design.shape[1]),
+                   "charge": NormalEquations(charge_design.shape[1])}
+            offset = None if fixed_charges is None else np.zeros(design.shape[1])
+        target = asr_corrected(frame.arrays[keys.BEC])
+        eqs["bec"].add(design, target.reshape(-1))
+        eqs["charge"].add(charge_design, np.trace(target, axis1=1, axis2=2) / 3.0)
+        if fixed_charges is not None:
+            offset += design.T @ (fixed_charges(frame)[:, None, None] * np.eye(3)).reshape(-1)
+    return eqs, offset
+
+
 class MonopoleModel:
     """Monopole kernel model of Born effective charges.
 
@@ -153,14 +177,7 @@ class MonopoleModel:
         Separate from :meth:`fit` so that regularisation can be scanned without recomputing
         the design matrices: ``model.tikhonov = ω; model.solve(eqs)``.
         """
-        m_total = sum(len(r) for r in self.references_.values())
-        eqs = {"bec": NormalEquations(m_total), "charge": NormalEquations(m_total)}
-        for index, frame in enumerate(tqdm(frames, desc="fit: design", disable=not self.progress)):
-            design, charge_design = self.design_matrix(frame, index)
-            target = asr_corrected(frame.arrays[keys.BEC])
-            eqs["bec"].add(design, target.reshape(-1))
-            eqs["charge"].add(charge_design, np.trace(target, axis1=1, axis2=2) / 3.0)
-        return eqs
+        return accumulate_equations(self, frames)[0]
 
     def solve(self, eqs):
         """Set the weights from accumulated normal equations with the current ω and λ_q."""
