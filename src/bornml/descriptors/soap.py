@@ -109,6 +109,15 @@ class FrameExpansion:
         return (dfr[..., None] * (y[:, :, None] * unit[:, None, :])[:, None]
                 + fr[..., None] * dy.transpose(0, 2, 1)[:, None])
 
+    def norm_pair_gradients(self, xhat):
+        """∂|x_i|/∂d_p = x̂_i·∂x_i/∂d_p (P, 3) for the power spectrum x of these coefficients
+        (``xhat`` (N, D) its normalised rows). Computed once per expansion and kept: the
+        charge and the dipole terms of a combined model both need it."""
+        if getattr(self, "_norm_pair_gradients", None) is None:
+            self._norm_pair_gradients = self.pair_vjp(power_spectrum_vjp(
+                self.coefficients, xhat, self.settings.max_angular))
+        return self._norm_pair_gradients
+
     def pair_vjp(self, adjoint):
         """Pull a coefficient-space adjoint back to pair vectors.
 

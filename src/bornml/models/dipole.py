@@ -26,7 +26,6 @@ import numpy as np
 from .. import keys
 from ..descriptors.lambda_soap import (atom_jacobian, n_vector_features, vector_features,
                                        vector_features_vjp)
-from ..descriptors.soap import power_spectrum_vjp
 from .bec_assembly import _pair_to_atom, assemble_bec
 from .bec_assembly import dipole_derivative as charge_dipole_derivative
 from .fit import NormalEquations, solve_regularised
@@ -112,7 +111,7 @@ class _DipolePart:
         """Φ_u (N·9, S·F): Born-charge rows (atom, a, b) per contracted weight u_z[f]."""
         n_atoms = fe.n_atoms
         xvec = self._vector_features(fe, norms)
-        self_term = fe.pair_vjp(power_spectrum_vjp(fe.coefficients, xhat, self.max_angular))
+        self_term = fe.norm_pair_gradients(xhat)
         jac = atom_jacobian(fe, xvec, 1.0 / norms, self_term, self.max_angular)
         return jac.reshape(n_atoms * 9, -1)
 
@@ -124,7 +123,7 @@ class _DipolePart:
         dipoles = np.einsum("iaf,if->ia", xvec, u)
         adj = vector_features_vjp(fe.coefficients, u, self.max_angular) / norms[None, :, None,
                                                                                 None, None]
-        self_term = fe.pair_vjp(power_spectrum_vjp(fe.coefficients, xhat, self.max_angular))
+        self_term = fe.norm_pair_gradients(xhat)
         centers = fe.pairs.centers
         grads = np.empty((len(centers), 3, 3))
         for a in range(3):

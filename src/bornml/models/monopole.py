@@ -250,7 +250,7 @@ class MonopoleModel:
         factors = 2.0 / np.sqrt(2 * np.arange(self.max_angular + 1) + 1.0)
         periodic = bool(np.any(frame.pbc))
         # S_i·J_p = ∂(x̂_i·x_i)/∂d_p with x̂_i held fixed, every pair at once (adjoint pull-back)
-        self_term = fe.pair_vjp(power_spectrum_vjp(fe.coefficients, xhat, self.max_angular))
+        self_term = fe.norm_pair_gradients(xhat)
         designs, charge_designs = [], []
         for z in self.species_:
             ref = self.references_[z]
