@@ -86,7 +86,7 @@ class _DipolePart:
     def _fixed_charges(self, frames):
         from ase.data import atomic_numbers
 
-        given = getattr(self, "charges", None) or {}
+        given = self.charges or {}
         out = {}
         for key, value in given.items():
             try:

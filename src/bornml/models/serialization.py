@@ -6,9 +6,10 @@ Layout (format ``bornml-model``, version :data:`FORMAT_VERSION`):
   (constructor settings), ``species`` (atomic numbers), ``training`` and, per model type,
   ``extra`` (small JSON-ready settings learnt in fit);
 - kernel models: ``radial_grid`` (n_points,), ``radial_values`` / ``radial_derivatives``
-  (n_points, L+1, N); ``references_<Z>`` (M_Z, D) normalised reference power spectra and
-  ``weights_<Z>`` (M_Z,) charge weights; models with dipoles add ``dipole_references_<Z>``
-  (M_Z, 3, F) and ``dipole_weights_<Z>`` (M_Z, 3);
+  (n_points, L+1, N); models with charges (q, q+p) ``references_<Z>`` (M_Z, D) normalised
+  reference power spectra and ``weights_<Z>`` (M_Z,) charge weights; models with dipoles
+  (p, q+p) ``dipole_weights_<Z>`` (F,), the contracted λ=1 weights u_Z = Σ_k X̂_kᵀ w_k; the
+  p model keeps its fixed charges in ``extra["fixed_charges"]``;
 - MACE models: ``state/<parameter name>`` arrays of the network's state dict.
 
 Each model class writes its arrays with :func:`write_archive` and is rebuilt by its
@@ -47,11 +48,6 @@ def write_archive(path, model, arrays, extra=None):
             np.savez(handle, **arrays)
 
 
-def save_model(model, path):
-    """Write ``model`` (fitted) to ``path`` atomically (delegates to ``model.save``)."""
-    model.save(path)
-
-
 def read_archive(path):
     """Checked (metadata dict, arrays dict) of a model file; clear errors for foreign,
     damaged or other-version files."""
@@ -87,7 +83,8 @@ def read_archive(path):
 
 
 def model_classes():
-    """model_type → class (MACE classes only when torch is importable is checked on load)."""
+    """model_type → class of the kernel models (MACE types are resolved in :func:`load_model`,
+    which imports torch only for them)."""
     from .dipole import CombinedModel, DipoleModel
     from .monopole import MonopoleModel
 
