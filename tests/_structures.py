@@ -36,13 +36,27 @@ def rotated(atoms, rot):
     return out
 
 
-def finite_difference_bec(dipole, atoms, h=1e-5):
-    """Central differences Z[j, a, b] = ∂P_a/∂r_jb of ``dipole(atoms)`` (3,) e·Å: (N, 3, 3)."""
-    numeric = np.zeros((len(atoms), 3, 3))
-    for j in range(len(atoms)):
+def finite_difference_bec(dipole, atoms, h=1e-5, indices=None):
+    """Central differences of ``dipole(atoms)`` (any shape, e.g. P (3,) e·Å) with respect to
+    the positions of the atoms ``indices`` (default all): array (n, *shape, 3) whose
+    [k, ..., b] is ∂dipole/∂r_{indices[k], b}; for P that is Z[j, a, b]."""
+    indices = range(len(atoms)) if indices is None else indices
+    rows = []
+    for j in indices:
+        columns = []
         for b in range(3):
             plus, minus = atoms.copy(), atoms.copy()
             plus.positions[j, b] += h
             minus.positions[j, b] -= h
-            numeric[j, :, b] = (dipole(plus) - dipole(minus)) / (2 * h)
-    return numeric
+            columns.append((np.asarray(dipole(plus)) - np.asarray(dipole(minus))) / (2 * h))
+        rows.append(np.stack(columns, axis=-1))
+    return np.stack(rows)
+
+
+def finite_difference_along(dipole, atoms, velocities, h=1e-5):
+    """Central difference of ``dipole(atoms)`` along the displacement field ``velocities``
+    (N, 3): the Ṁ = Σ_j Z_j v_j that a model must reproduce."""
+    plus, minus = atoms.copy(), atoms.copy()
+    plus.positions += h * velocities
+    minus.positions -= h * velocities
+    return (dipole(plus) - dipole(minus)) / (2 * h)

@@ -14,8 +14,8 @@ from bornml.metrics import bec_errors
 from bornml.models.kernel import normalise
 from bornml.models.monopole import asr_corrected
 
-from _structures import (SMALL, finite_difference_bec, perturbed_molecule, rotated,
-                         synthetic_molecule_frames)
+from _structures import (SMALL, finite_difference_along, finite_difference_bec,
+                         perturbed_molecule, rotated, synthetic_molecule_frames)
 
 
 @pytest.fixture(scope="module")
@@ -102,14 +102,9 @@ def test_atom_jacobian_matches_finite_differences(quartz_frames):
         x = vector_features_of(atoms)[3]
         return np.stack([x[species == s].sum(axis=0) for s in range(2)], axis=1)
 
-    h = 1e-5
-    for j in (0, 40):
-        for b in range(3):
-            plus, minus = frame.copy(), frame.copy()
-            plus.positions[j, b] += h
-            minus.positions[j, b] -= h
-            numeric = (summed(plus) - summed(minus)) / (2 * h)
-            np.testing.assert_allclose(jac[j, :, b], numeric, rtol=0, atol=1e-8)
+    atoms = [0, 40]
+    numeric = finite_difference_bec(summed, frame, 1e-5, atoms)  # (2, 3, S, F, 3)
+    np.testing.assert_allclose(jac[atoms].transpose(0, 1, 3, 4, 2), numeric, rtol=0, atol=1e-8)
     np.testing.assert_allclose(jac.sum(axis=0), 0, atol=1e-12)  # translation invariance
 
 
@@ -127,11 +122,8 @@ def test_molecule_bec_is_derivative_of_dipole(molecule_model):
     np.testing.assert_allclose(pred["bec"], numeric, rtol=0, atol=1e-6)
     assert np.abs(pred["bec"].sum(axis=0)).max() <= 1e-10
     v = np.random.default_rng(1).normal(size=atoms.positions.shape)
-    plus, minus = atoms.copy(), atoms.copy()
-    plus.positions += h * v
-    minus.positions -= h * v
     np.testing.assert_allclose(model.dipole_derivative(atoms, v),
-                               (dipole(model, plus) - dipole(model, minus)) / (2 * h),
+                               finite_difference_along(lambda a: dipole(model, a), atoms, v, h),
                                rtol=0, atol=1e-6)
 
 
@@ -139,16 +131,11 @@ def test_dipole_part_is_derivative_of_summed_dipoles_in_a_crystal(p_model, quart
     """Periodic frame: Σ_i p_i is single valued, and Z − q'I is its exact derivative."""
     frame = quartz_frames[7]
     pred = p_model.predict_frame(frame)
-    h = 1e-5
-    for j in (3, 50):
-        for b in range(3):
-            plus, minus = frame.copy(), frame.copy()
-            plus.positions[j, b] += h
-            minus.positions[j, b] -= h
-            numeric = (p_model.predict_frame(plus)["dipoles"].sum(axis=0)
-                       - p_model.predict_frame(minus)["dipoles"].sum(axis=0)) / (2 * h)
-            np.testing.assert_allclose(pred["bec"][j, :, b] - pred["charges"][j] * np.eye(3)[b],
-                                       numeric, rtol=0, atol=1e-7)
+    atoms = [3, 50]
+    numeric = finite_difference_bec(
+        lambda a: p_model.predict_frame(a)["dipoles"].sum(axis=0), frame, 1e-5, atoms)
+    dipole_part = pred["bec"][atoms] - pred["charges"][atoms, None, None] * np.eye(3)
+    np.testing.assert_allclose(dipole_part, numeric, rtol=0, atol=1e-7)
 
 
 # -- symmetries, sum rule, images ---------------------------------------------------------------

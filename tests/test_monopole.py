@@ -17,8 +17,8 @@ from bornml.models.kernel import kernel
 from bornml.models.monopole import asr_corrected
 from bornml.models.sparsify import select_sparse
 
-from _structures import (SMALL, finite_difference_bec, perturbed_molecule, rotated,
-                         synthetic_molecule_frames)
+from _structures import (SMALL, finite_difference_along, finite_difference_bec,
+                         perturbed_molecule, rotated, synthetic_molecule_frames)
 
 
 # -- fixtures and helpers ------------------------------------------------------------------------
@@ -91,11 +91,8 @@ def test_molecule_bec_is_derivative_of_dipole(system, molecules, request):
     assert np.abs(pred["asr_residual"]).max() <= 1e-10  # nothing removed for a molecule
     # Ṁ = Σ_j Z_j v_j is the time derivative of P along a velocity field
     v = np.random.default_rng(1).normal(size=atoms.positions.shape)
-    plus, minus = atoms.copy(), atoms.copy()
-    plus.positions += h * v
-    minus.positions -= h * v
     np.testing.assert_allclose(model.dipole_derivative(atoms, v),
-                               (dipole(model, plus) - dipole(model, minus)) / (2 * h),
+                               finite_difference_along(lambda a: dipole(model, a), atoms, v, h),
                                rtol=0, atol=1e-6)
 
 
