@@ -141,11 +141,8 @@ def main():
 
         with open(args.replot) as handle:
             records = [json.loads(line) for line in handle if '"lambda_q": ' in line]
-        train = [None] * records[0]["n_train"]
-        evaluation = [None] * records[0]["n_eval"]
     else:
         records = compute(args)
-        train, evaluation = [None] * records[0]["n_train"], [None] * records[0]["n_eval"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"regularisation_map_{args.system}_{args.eval}"
@@ -156,8 +153,8 @@ def main():
         for r in records:
             writer.writerow([r[c] for c in cols])
     heat_map(records, f"{stem}.png",
-             f"{args.system}: combined q+p model, {len(train)} training frames, "
-             f"{args.eval} RMSE on {len(evaluation)} frames")
+             f"{args.system}: combined q+p model, {records[0]['n_train']} training frames, "
+             f"{args.eval} RMSE on {records[0]['n_eval']} frames")
     best = min(records, key=lambda r: r["rmse"])
     # the charge/dipole split is a gauge: among the points within TOLERANCE of the best RMSE,
     # take the strongest charge regularisation (charges closest to tr(Z)/3), then the best RMSE
