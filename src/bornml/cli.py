@@ -138,9 +138,11 @@ def cmd_train(args):
 
     from .io import read_frames
     from .metrics import bec_errors, held_out_indices
+
     _refuse_overwriting_input(args.output, args.data)
     if args.parity:
         _refuse_overwriting_input(args.parity, args.data)
+    model = _build_model(args)  # bad options (--charges, missing torch) fail before reading data
     frames = read_frames(args.data, index=args.index, layout=args.layout)
     test = held_out_indices(len(frames), args.test_fraction)
     train_idx = np.setdiff1d(np.arange(len(frames)), test)
@@ -148,7 +150,6 @@ def cmd_train(args):
     held = [frames[i] for i in test]
     print(f"{len(frames)} frames from {args.data}: {len(train)} training, {len(held)} held out "
           f"(evenly spaced: {test.tolist()})", file=sys.stderr)
-    model = _build_model(args)
     start = time.perf_counter()
     model.fit(train)
     fit_seconds = time.perf_counter() - start
