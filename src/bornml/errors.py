@@ -19,3 +19,8 @@ class BornDataError(ValueError):
 
 class ModelFileError(ValueError):
     """A model file that cannot be read: wrong format version, corrupt, or not a model."""
+
+
+class MemoryLimitError(MemoryError):
+    """A step would allocate more memory than allowed; raised *before* the allocation, with
+    the estimate, the limit and the setting that reduces the need."""

@@ -139,8 +139,13 @@ def pair_feature_jacobian(jac, coef, centers, factors):
 
 @numba.njit(cache=True)
 def vector_feature_atom_jacobian(jac, centers, neighbors, pair_species, center_species, t_pad,
-                                 r_pad, xhat_vec, inv_norm, self_term, n_species, n_l):
+                                 r_pad, xhat_vec, inv_norm, self_term, n_species, n_l,
+                                 mixing, only_species):
     """D[j, a, b, z, f] = Σ_{i of species z} ∂X̂_i[a, f]/∂r_{j,b} (see lambda_soap).
+
+    ``mixing`` (C, S): weight of a pair's neighbour species in each density channel (the
+    identity without compression). ``only_species`` ≥ 0 restricts the centres to that
+    species index and returns (n_atoms, 3, 3, 1, F); −1 keeps all (n_atoms, 3, 3, S, F).
 
     ``jac`` (P, N, LM, 3) = ∂c[i_p, s_p, n, lm]/∂d_p; ``t_pad`` (n_atoms, L, 3, 2L+1, SN) and
     ``r_pad`` (n_atoms, L, 3, 2L+3, SN) the half-contracted coefficient blocks T_l, R_l
@@ -153,14 +158,16 @@ def vector_feature_atom_jacobian(jac, centers, neighbors, pair_species, center_s
     n_atoms = t_pad.shape[0]
     sn = t_pad.shape[4]
     n_feat = xhat_vec.shape[2]
-    out = np.zeros((n_atoms, 3, 3, n_species, n_feat))
+    n_channels = mixing.shape[0]
+    out = np.zeros((n_atoms, 3, 3, n_species if only_species < 0 else 1, n_feat))
     centre_sum = np.zeros((3, 3, n_feat))
     buf = np.empty(n_feat)
     for p in range(n_pairs):
         i = centers[p]
         j = neighbors[p]
-        if i != j:  # a periodic image of the centre itself adds nothing
-            z = center_species[i]
+        skip = only_species >= 0 and center_species[i] != only_species
+        if i != j and not skip:  # a periodic image of the centre itself adds nothing
+            z = center_species[i] if only_species < 0 else 0
             sp = pair_species[p]
             w = inv_norm[i]
             for b in range(3):
@@ -171,25 +178,29 @@ def vector_feature_atom_jacobian(jac, centers, neighbors, pair_species, center_s
                         base = l * sn * sn
                         l0 = l * l
                         l1 = (l + 1) * (l + 1)
-                        for n in range(n_rad):
-                            alpha = sp * n_rad + n
-                            # c[α, l m1] varies: X[a,l,α,β] += Σ_m1 J[n,l m1,b] T[a,m1,β]
-                            row = base + alpha * sn
-                            for m1 in range(2 * l + 1):
-                                jv = w * jac[p, n, l0 + m1, b]
-                                for beta in range(sn):
-                                    buf[row + beta] += jv * t_pad[i, l, a, m1, beta]
-                            # c[β, (l+1) m2] varies: X[a,l,α,β] += Σ_m2 J[n,(l+1)m2,b] R[a,m2,α]
-                            col = base + alpha
-                            for m2 in range(2 * l + 3):
-                                jv = w * jac[p, n, l1 + m2, b]
-                                for al in range(sn):
-                                    buf[col + al * sn] += jv * r_pad[i, l, a, m2, al]
+                        for ch in range(n_channels):
+                            wc = w * mixing[ch, sp]
+                            if wc == 0.0:
+                                continue
+                            for n in range(n_rad):
+                                alpha = ch * n_rad + n
+                                # c[α, l m1] varies: X[a,l,α,β] += Σ_m1 J[n,l m1,b] T[a,m1,β]
+                                row = base + alpha * sn
+                                for m1 in range(2 * l + 1):
+                                    jv = wc * jac[p, n, l0 + m1, b]
+                                    for beta in range(sn):
+                                        buf[row + beta] += jv * t_pad[i, l, a, m1, beta]
+                                # c[β, (l+1) m2] varies: X[a,l,α,β] += Σ_m2 J R[a,m2,α]
+                                col = base + alpha
+                                for m2 in range(2 * l + 3):
+                                    jv = wc * jac[p, n, l1 + m2, b]
+                                    for al in range(sn):
+                                        buf[col + al * sn] += jv * r_pad[i, l, a, m2, al]
                     for f in range(n_feat):
                         out[j, a, b, z, f] += buf[f]
                         centre_sum[a, b, f] += buf[f]
         if p + 1 == n_pairs or centers[p + 1] != i:
-            zc = center_species[i]
+            zc = center_species[i] if only_species < 0 else 0
             for a in range(3):
                 for b in range(3):
                     for f in range(n_feat):

@@ -94,11 +94,12 @@ def vector_features_vjp(coefficients, u, max_angular):
     return adj.reshape((3,) + coefficients.shape)
 
 
-def atom_jacobian(expansion, xhat_vec, inv_norm, self_term, max_angular):
+def atom_jacobian(expansion, xhat_vec, inv_norm, self_term, max_angular, only_species=None):
     """D[j, a, b, z, f] = ∂(Σ_{i of species z} X̂_i[a, f])/∂r_{j,b} for X̂ = X/|x|.
 
     ``xhat_vec`` (N, 3, F) normalised vector features, ``inv_norm`` (N,) 1/|x_i|,
-    ``self_term`` (P, 3) x̂_i·∂x_i/∂d_p of the scalar power spectrum. Returns (N, 3, 3, S, F).
+    ``self_term`` (P, 3) x̂_i·∂x_i/∂d_p of the scalar power spectrum. Returns (N, 3, 3, S, F),
+    or (N, 3, 3, F) for the centres of the one species index ``only_species``.
     Translation invariance makes Σ_j D[j] = 0 exactly.
     """
     c, ts, rs = _blocks(expansion.coefficients, max_angular)
@@ -111,7 +112,10 @@ def atom_jacobian(expansion, xhat_vec, inv_norm, self_term, max_angular):
         t_pad[:, l, :, :2 * l + 1, :] = ts[l]
         r_pad[:, l, :, :2 * l + 3, :] = rs[l].transpose(0, 1, 3, 2)
     jac = expansion.pair_jacobian_subset(np.arange(len(pairs.centers)))
-    return vector_feature_atom_jacobian(
+    out = vector_feature_atom_jacobian(
         np.ascontiguousarray(jac), pairs.centers, pairs.neighbors, expansion._pair_species,
         expansion.species_index, t_pad, r_pad, np.ascontiguousarray(xhat_vec), inv_norm,
-        np.ascontiguousarray(self_term), len(expansion.species), max_angular)
+        np.ascontiguousarray(self_term), len(expansion.species), max_angular,
+        np.ascontiguousarray(expansion.channel_weights()),
+        -1 if only_species is None else int(only_species))
+    return out if only_species is None else out[:, :, :, 0]

@@ -67,10 +67,12 @@ class FrameExpansion:
     """Density expansion of one frame and the per-pair pieces needed for its derivatives.
 
     Attributes: ``species_index`` (N,) index of each atom's species in ``species``;
-    ``pairs`` (NeighborList); ``coefficients`` (N, S, n_max+1, (l_max+1)²).
+    ``pairs`` (NeighborList); ``coefficients`` (N, C, n_max+1, (l_max+1)²) with C = S
+    element channels, or C pseudo-species channels when ``mixing`` U (C, S) is given
+    (:mod:`bornml.descriptors.species_channels`); ``mixing`` is None for the identity.
     """
 
-    def __init__(self, atoms, species, settings, radial_basis):
+    def __init__(self, atoms, species, settings, radial_basis, mixing=None):
         self.settings = settings
         self.species = tuple(int(z) for z in species)
         lookup = {z: k for k, z in enumerate(self.species)}
@@ -98,7 +100,22 @@ class FrameExpansion:
         r0, _ = radial_basis.evaluate(np.zeros(1))
         coef[np.arange(self.n_atoms), self.species_index, :, 0] += (
             settings.center_atom_weight * r0[0, 0, :] * _Y00)
+        if mixing is not None and mixing.shape[0] == mixing.shape[1] and \
+                np.array_equal(mixing, np.eye(len(mixing))):
+            mixing = None
+        self.mixing = None if mixing is None else np.ascontiguousarray(mixing, dtype=float)
+        if self.mixing is not None:
+            coef = np.einsum("cs,isnl->icnl", self.mixing, coef)
         self.coefficients = coef
+
+    @property
+    def n_channels(self):
+        """Density channels C (= S without compression)."""
+        return self.coefficients.shape[1]
+
+    def channel_weights(self):
+        """U (C, S): weight of neighbour species s in channel γ (the identity if unmixed)."""
+        return np.eye(len(self.species)) if self.mixing is None else self.mixing
 
     def pair_jacobian_subset(self, pair_index):
         """∂c[i_p, s_p, n, lm]/∂d_p for the pairs ``pair_index``: (n, N, LM, 3)."""
@@ -121,9 +138,12 @@ class FrameExpansion:
     def pair_vjp(self, adjoint):
         """Pull a coefficient-space adjoint back to pair vectors.
 
-        ``adjoint`` (N, S, n, LM) is ∂F/∂c for a scalar (or per-centre) F; returns
-        ``g[p] = Σ_{n,lm} adjoint[i_p, s_p, n, lm] ∂c[i_p, s_p, n, lm]/∂d_p``, shape (P, 3).
+        ``adjoint`` (N, C, n, LM) is ∂F/∂c for a scalar (or per-centre) F; returns
+        ``g[p] = Σ_{n,lm} adjoint[i_p, s_p, n, lm] ∂c[i_p, s_p, n, lm]/∂d_p``, shape (P, 3),
+        with the channel adjoint mapped back to elements, Σ_γ U[γ, s] adjoint[i, γ], first.
         """
+        if self.mixing is not None:
+            adjoint = np.einsum("cs,icnl->isnl", self.mixing, adjoint)
         n_atoms, S = adjoint.shape[:2]
         flat = np.ascontiguousarray(adjoint.reshape((n_atoms * S,) + adjoint.shape[2:]))
         return pull_back_to_pairs(flat, self._segment, self._fr, self._dfr, self._y, self._dy,
@@ -192,7 +212,7 @@ def power_spectrum_pair_gradients(expansion, pair_index):
     """
     pairs = expansion.pairs
     L = expansion.settings.max_angular
-    S = len(expansion.species)
+    S = expansion.n_channels
     N = expansion.settings.max_radial + 1
     sn = S * N
     jac = expansion.pair_jacobian_subset(pair_index)  # (n, N, LM, 3)
@@ -201,8 +221,10 @@ def power_spectrum_pair_gradients(expansion, pair_index):
     coef = expansion.coefficients.reshape(expansion.n_atoms, sn, -1)[centers]  # (n, SN, LM)
     n = len(pair_index)
     dc = np.zeros((n, sn, jac.shape[2], 3))
-    rows = spec[:, None] * N + np.arange(N)[None, :]
-    dc[np.arange(n)[:, None], rows] = jac
+    weights = expansion.channel_weights()  # (C, S)
+    for c in range(S):
+        rows = c * N + np.arange(N)[None, :]
+        dc[np.arange(n)[:, None], rows] = weights[c, spec][:, None, None, None] * jac
     iu = np.triu_indices(sn)
     scale = np.where(iu[0] == iu[1], 1.0, np.sqrt(2.0))
     out = []

@@ -28,10 +28,11 @@ from ..descriptors.lambda_soap import (atom_jacobian, n_vector_features, vector_
                                        vector_features_vjp)
 from .bec_assembly import _pair_to_atom, assemble_bec
 from .bec_assembly import dipole_derivative as charge_dipole_derivative
+from ..memory import FLOAT
 from .fit import NormalEquations, solve_regularised
 from .kernel import kernel
 from .monopole import (MonopoleModel, _block_diag, accumulate_equations,
-                       asr_corrected)
+                       asr_corrected, descriptor_arrays)
 
 BASIS_TOLERANCE = 1e-8  # singular values below this × the largest span no direction
 
@@ -53,7 +54,7 @@ class _DipolePart:
         return vector_features(fe.coefficients, self.max_angular) / norms[:, None, None]
 
     def _n_features(self):
-        return n_vector_features(len(self.species_), self.max_radial, self.max_angular)
+        return n_vector_features(len(self.species_mixing_), self.max_radial, self.max_angular)
 
     # -- preparation ----------------------------------------------------------------------
     def prepare(self, frames):
@@ -67,8 +68,13 @@ class _DipolePart:
         return self
 
     def _dipole_basis_from_references(self, frames):
-        refs = {z: np.zeros((len(src), 3, self._n_features()))
-                for z, src in self.reference_sources_.items()}
+        F = self._n_features()
+        m_total = sum(len(src) for src in self.reference_sources_.values())
+        self._check_memory(FLOAT * 3 * m_total * F * 2,
+                           f"λ=1 features of the {m_total} references (3 × {F} each)",
+                           "lower n_sparse (--n-sparse) or compress the species channels "
+                           "(species_channels / --species-channels)")
+        refs = {z: np.zeros((len(src), 3, F)) for z, src in self.reference_sources_.items()}
         needed = sorted({int(f) for src in self.reference_sources_.values() for f in src[:, 0]})
         for index in needed:
             fe, _, norms = self._expand(frames[index], index)
@@ -76,12 +82,22 @@ class _DipolePart:
             for z, src in self.reference_sources_.items():
                 rows = np.flatnonzero(src[:, 0] == index)
                 refs[z][rows] = xvec[src[rows, 1]]
-        self.dipole_basis_ = {}
+        bases = {}
         for z, ref in refs.items():
             _, sing, vt = np.linalg.svd(ref.reshape(-1, ref.shape[2]), full_matrices=False)
             keep = sing > BASIS_TOLERANCE * sing.max() if len(sing) and sing.max() > 0 else []
-            basis = vt[keep].T  # (F, r) orthonormal
-            self.dipole_basis_[z] = None if basis.shape[1] == ref.shape[2] else basis
+            bases[z] = vt[keep].T  # (F, r_z) orthonormal
+        # route: accumulate in the λ=1 feature space (S·F columns, projected once at the end)
+        # or project every frame's design onto the reference span first (Σ r_z ≤ 3·Σ M_z
+        # columns) — the same equations either way; the smaller side wins
+        span = sum(b.shape[1] for b in bases.values())
+        route = getattr(self, "dipole_route", "auto")  # tests force either route
+        if route == "auto":
+            route = "features" if len(bases) * F <= span else "references"
+        self.dipole_route_ = route
+        self.dipole_basis_ = {z: None if (self.dipole_route_ == "features"
+                                          and b.shape[1] == F) else b
+                              for z, b in bases.items()}
 
     def _fixed_charges(self, frames):
         from ase.data import atomic_numbers
@@ -108,12 +124,24 @@ class _DipolePart:
 
     # -- the dipole term ------------------------------------------------------------------
     def _dipole_design(self, fe, xhat, norms):
-        """Φ_u (N·9, S·F): Born-charge rows (atom, a, b) per contracted weight u_z[f]."""
+        """Born-charge rows (atom, a, b) of the dipole term: Φ_u (N·9, S·F), one column per
+        contracted weight u_z[f] ("features" route), or Φ_u,z Q_z (N·9, Σ r_z) on the
+        orthonormal bases Q_z of the reference spans ("references" route)."""
         n_atoms = fe.n_atoms
         xvec = self._vector_features(fe, norms)
         self_term = fe.norm_pair_gradients(xhat)
-        jac = atom_jacobian(fe, xvec, 1.0 / norms, self_term, self.max_angular)
-        return jac.reshape(n_atoms * 9, -1)
+        if self.dipole_route_ == "features":
+            jac = atom_jacobian(fe, xvec, 1.0 / norms, self_term, self.max_angular)
+            return jac.reshape(n_atoms * 9, -1)
+        blocks = []
+        for k, z in enumerate(self.species_):
+            basis = self.dipole_basis_[z]
+            if not np.any(fe.species_index == k):
+                blocks.append(np.zeros((n_atoms * 9, basis.shape[1])))
+                continue
+            jac = atom_jacobian(fe, xvec, 1.0 / norms, self_term, self.max_angular, k)
+            blocks.append(jac.reshape(n_atoms * 9, -1) @ basis)
+        return np.concatenate(blocks, axis=1)
 
     def _dipoles_and_pair_gradients(self, fe, xhat, norms):
         """p (N, 3) e·Å and G (P, 3, 3) with G_p[a, b] = ∂p_{i_p,a}/∂d_{p,b} (e)."""
@@ -159,8 +187,18 @@ class _DipolePart:
             eqs["bec"].b -= offset
         return self._project(eqs)
 
+    def n_design_columns(self):
+        """Charge columns (q+p) plus S·F ("features" route) or Σ r_z ("references")."""
+        if self.dipole_route_ == "features":
+            dipole = len(self.species_) * self._n_features()
+        else:
+            dipole = sum(b.shape[1] for b in self.dipole_basis_.values())
+        return self._n_charge_columns() + dipole
+
     def _project(self, eqs):
         """Normal equations in the coordinates [w_q, y_z] with u_z = Q_z y_z."""
+        if self.dipole_route_ == "references":  # the design was projected frame by frame
+            return eqs
         m_q = self._n_charge_columns()
         F = self._n_features()
         blocks = [slice(0, m_q)] + [slice(m_q + k * F, m_q + (k + 1) * F)
@@ -274,9 +312,7 @@ class _DipolePart:
         if self.learns_charges:
             arrays = MonopoleModel._archive_arrays(self)
         else:  # no charge weights; the references only defined the dipole span
-            arrays = {"radial_grid": self.radial_basis_.grid,
-                      "radial_values": self.radial_basis_.values,
-                      "radial_derivatives": self.radial_basis_.derivatives}
+            arrays = descriptor_arrays(self)
         for z in self.species_:
             arrays[f"dipole_weights_{z}"] = self.dipole_weights_[z]
         return arrays
@@ -319,17 +355,19 @@ class DipoleModel(_DipolePart, MonopoleModel):
 
     def __init__(self, cutoff=5.0, max_radial=7, max_angular=6, atomic_width=0.3,
                  cutoff_width=0.5, n_sparse=500, sparse_method="fps", tikhonov=1e-5,
-                 charges=None, max_pool=20000, seed=0, progress=False):
+                 charges=None, max_pool=20000, seed=0, species_channels="auto",
+                 max_memory=None, progress=False):
         super().__init__(cutoff=cutoff, max_radial=max_radial, max_angular=max_angular,
                          atomic_width=atomic_width, cutoff_width=cutoff_width, zeta=1,
                          n_sparse=n_sparse, sparse_method=sparse_method, tikhonov=tikhonov,
-                         max_pool=max_pool, seed=seed, progress=progress)
+                         max_pool=max_pool, seed=seed, species_channels=species_channels,
+                         max_memory=max_memory, progress=progress)
         self.charges = charges
 
     def get_params(self):
         params = {k: getattr(self, k) for k in (
             "cutoff", "max_radial", "max_angular", "atomic_width", "cutoff_width", "n_sparse",
-            "sparse_method", "tikhonov", "max_pool", "seed")}
+            "sparse_method", "tikhonov", "max_pool", "seed", "species_channels", "max_memory")}
         params["charges"] = None if self.charges is None else {
             str(k): float(v) for k, v in self.charges.items()}
         return params

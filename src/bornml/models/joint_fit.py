@@ -52,18 +52,21 @@ def fit_together(models, frames, progress=False):
     full, charge = eqs["bec"], eqs["charge"]
     shared = time.perf_counter() - start
     for model in models:
-        for attr in ("species_", "radial_basis_", "references_", "reference_sources_"):
+        for attr in ("species_", "radial_basis_", "species_mixing_", "references_",
+                     "reference_sources_"):
             setattr(model, attr, getattr(proto, attr))
         model._rows = None
         if model.model_type == "q":
             eqs = {"bec": _equations(full.a[:m_q, :m_q], full.b[:m_q]), "charge": charge}
         elif model.model_type == "p":
             model.dipole_basis_ = proto.dipole_basis_
+            model.dipole_route_ = proto.dipole_route_
             eqs = model._project({"bec": _equations(full.a[m_q:, m_q:],
                                                     full.b[m_q:] - offset[m_q:]),
                                   "charge": NormalEquations(0)})
         else:
             model.dipole_basis_ = proto.dipole_basis_
+            model.dipole_route_ = proto.dipole_route_
             eqs = model._project({"bec": full, "charge": charge})
         model.solve(eqs)
         model.n_train_frames_ = len(frames)

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from .. import keys
 from ..descriptors._kernels import pair_feature_jacobian
+from ..descriptors.species_channels import species_mixing
 from ..descriptors.soap import (FrameExpansion, SoapSettings, feature_to_matrices,
                                 power_spectrum, power_spectrum_vjp)
 from ..errors import BornDataError
@@ -23,6 +24,7 @@ from .bec_assembly import dipole_derivative as bec_dipole_derivative
 from .fit import NormalEquations, solve_regularised
 from .kernel import (contracted_weighted_gradient, contracted_weights, kernel,
                      kernel_weighted_gradient, normalise)
+from ..memory import FLOAT, check_memory
 from .sparsify import METHODS, select_sparse
 from .training_data import source_of as _source
 from .training_data import predict_frames, training_species
@@ -44,6 +46,13 @@ def accumulate_equations(model, frames, fixed_charges=None):
     (N,) e, ``offset = Σ_frames Φᵀ(q⁰' ⊗ I)`` (else None): the right-hand side for targets
     Z − q⁰'I is ``eqs["bec"].b − offset``.
     """
+    n_cols = model.n_design_columns()
+    n_max = max(len(f) for f in frames)
+    model._check_memory(
+        FLOAT * (3 * n_cols ** 2 + 4 * 9 * n_max * n_cols),
+        f"normal equations ({n_cols} × {n_cols}) and the design matrix of a {n_max}-atom "
+        f"frame ({9 * n_max} × {n_cols})",
+        "lower n_sparse (--n-sparse)")
     eqs, offset = None, None
     for index, frame in enumerate(tqdm(frames, desc="fit: design", disable=not model.progress)):
         design, charge_design = model.design_matrix(frame, index)
@@ -89,6 +98,15 @@ class MonopoleModel:
         there are more).
     seed : int
         Seeds the random choices (random sparse points, pool subsets).
+    species_channels : "auto", int or None
+        Density channels: None = one per element (exact); an int C < S mixes the S element
+        channels into C fixed pseudo-species (:mod:`bornml.descriptors.species_channels`), so
+        the descriptor size grows with C², not S²; "auto" (default) keeps one channel per
+        element up to 4 species and uses 4 pseudo-species above.
+    max_memory : float, str or None
+        Largest memory (bytes, or "4GB", "500MB") any one step may allocate; None = 80 % of
+        the memory available when the step starts. A step that would need more stops with
+        :class:`bornml.errors.MemoryLimitError` naming the setting to change.
     progress : bool
         Show progress bars.
     """
@@ -98,7 +116,7 @@ class MonopoleModel:
     def __init__(self, cutoff=5.0, max_radial=7, max_angular=6, atomic_width=0.3,
                  cutoff_width=0.5, zeta=2, n_sparse=500, sparse_method="fps", tikhonov=1e-5,
                  regulariser="kernel", charge_regularisation=0.0, max_pool=20000, seed=0,
-                 progress=False):
+                 species_channels="auto", max_memory=None, progress=False):
         self.cutoff = cutoff
         self.max_radial = max_radial
         self.max_angular = max_angular
@@ -112,6 +130,8 @@ class MonopoleModel:
         self.charge_regularisation = charge_regularisation
         self.max_pool = max_pool
         self.seed = seed
+        self.species_channels = species_channels
+        self.max_memory = max_memory
         self.progress = progress
 
     # -- settings ---------------------------------------------------------------------------
@@ -120,7 +140,7 @@ class MonopoleModel:
         return {k: getattr(self, k) for k in (
             "cutoff", "max_radial", "max_angular", "atomic_width", "cutoff_width", "zeta",
             "n_sparse", "sparse_method", "tikhonov", "regulariser", "charge_regularisation",
-            "max_pool", "seed")}
+            "max_pool", "seed", "species_channels", "max_memory")}
 
     @property
     def soap_settings(self):
@@ -146,7 +166,8 @@ class MonopoleModel:
             raise BornDataError(
                 f"species {unknown} not in the model (trained on {list(self.species_)})",
                 path=_source(frame, index), key="numbers")
-        fe = FrameExpansion(frame, self.species_, self.soap_settings, self.radial_basis_)
+        fe = FrameExpansion(frame, self.species_, self.soap_settings, self.radial_basis_,
+                            self.species_mixing_)
         x = power_spectrum(fe.coefficients, self.max_angular)
         xhat, norms = normalise(x)
         return fe, xhat, norms
@@ -167,6 +188,7 @@ class MonopoleModel:
         self.species_ = training_species(frames)
         st = self.soap_settings
         self.radial_basis_ = st.radial_basis()
+        self.species_mixing_ = species_mixing(self.species_, self.species_channels)
         self._select_references(frames)
         return self
 
@@ -199,8 +221,26 @@ class MonopoleModel:
             start += len(ref)
         return self
 
+    def n_features(self):
+        """Power-spectrum length D = (L+1)·CN(CN+1)/2 (C density channels, N radial)."""
+        cn = len(self.species_mixing_) * (self.max_radial + 1)
+        return (self.max_angular + 1) * cn * (cn + 1) // 2
+
+    def _check_memory(self, n_bytes, what, hint):
+        """Stop before a step that needs more than ``max_memory`` (see :mod:`bornml.memory`)."""
+        return check_memory(n_bytes, what, hint, self.max_memory)
+
     def _select_references(self, frames):
         rng = np.random.default_rng(self.seed)
+        D = self.n_features()
+        n_env = sum(len(f) for f in frames)
+        largest = max(min(sum(int(np.sum(f.numbers == z)) for f in frames), self.max_pool)
+                      for z in self.species_)
+        self._check_memory(
+            FLOAT * (n_env * D + largest * D + min(largest, D) ** 2),
+            f"reference selection ({n_env} environments × D = {D} power-spectrum features)",
+            "use fewer frames for the selection, lower max_pool, or compress the species "
+            "channels (species_channels / --species-channels)")
         pool = {z: [] for z in self.species_}
         where = {z: [] for z in self.species_}
         for index, frame in enumerate(tqdm(frames, desc="fit: features",
@@ -223,16 +263,28 @@ class MonopoleModel:
             self.reference_sources_[z] = src[idx]
         self._rows = None
 
+    def n_design_columns(self):
+        """Columns of the design matrix: one per reference environment."""
+        return sum(len(r) for r in self.references_.values())
+
     def _reference_rows(self):
         """Reference power-spectrum matrices restricted to one neighbour species' rows:
         ``{(z, s): (M_z, (L+1)·N·S·N)}`` with entry [k, (l, n, a)] = V_k^l[(s, n), a]."""
         if getattr(self, "_rows", None) is None:
-            S, N = len(self.species_), self.max_radial + 1
+            mixing = self.species_mixing_  # (C, S): a neighbour of species s feeds rows Σ_γ U[γ,s]
+            C, N = mixing.shape[0], self.max_radial + 1
+            m_total = sum(len(r) for r in self.references_.values())
+            self._check_memory(
+                FLOAT * m_total * (mixing.shape[1] + 2) * (self.max_angular + 1) * N * C * N,
+                f"reference matrices of the charge design ({m_total} references)",
+                "lower n_sparse (--n-sparse) or compress the species channels "
+                "(species_channels / --species-channels)")
             self._rows = {}
             for z, r in self.references_.items():
-                mats = feature_to_matrices(r, S * N, self.max_angular)  # (M, L+1, SN, SN)
-                for s in range(S):
-                    block = mats[:, :, s * N:(s + 1) * N, :]
+                mats = feature_to_matrices(r, C * N, self.max_angular)  # (M, L+1, CN, CN)
+                mats = mats.reshape(len(r), self.max_angular + 1, C, N, C * N)
+                for s in range(mixing.shape[1]):
+                    block = np.einsum("c,mlcna->mlna", mixing[:, s], mats)
                     self._rows[z, s] = np.ascontiguousarray(block.reshape(len(r), -1))
         return self._rows
 
@@ -246,7 +298,7 @@ class MonopoleModel:
         fe, xhat, norms = expanded or self._expand(frame, index)
         S = len(self.species_)
         n_atoms = len(frame)
-        coef = fe.coefficients.reshape(n_atoms, S * (self.max_radial + 1), -1)
+        coef = fe.coefficients.reshape(n_atoms, fe.n_channels * (self.max_radial + 1), -1)
         factors = 2.0 / np.sqrt(2 * np.arange(self.max_angular + 1) + 1.0)
         periodic = bool(np.any(frame.pbc))
         # S_i·J_p = ∂(x̂_i·x_i)/∂d_p with x̂_i held fixed, every pair at once (adjoint pull-back)
@@ -350,9 +402,7 @@ class MonopoleModel:
 
     # -- persistence ------------------------------------------------------------------------
     def _archive_arrays(self):
-        arrays = {"radial_grid": self.radial_basis_.grid,
-                  "radial_values": self.radial_basis_.values,
-                  "radial_derivatives": self.radial_basis_.derivatives}
+        arrays = descriptor_arrays(self)
         for z in self.species_:
             arrays[f"references_{z}"] = self.references_[z]
             arrays[f"weights_{z}"] = self.weights_[z]
@@ -382,11 +432,21 @@ class MonopoleModel:
         self.species_ = tuple(int(z) for z in meta["species"])
         self.radial_basis_ = RadialBasis(float(meta["params"]["cutoff"]), arrays["radial_grid"],
                                          arrays["radial_values"], arrays["radial_derivatives"])
+        self.species_mixing_ = arrays.get("species_mixing", np.eye(len(self.species_)))
 
     def _load_arrays(self, meta, arrays, path):
         self._load_descriptor(meta, arrays)
         self.references_ = {z: arrays[f"references_{z}"] for z in self.species_}
         self.weights_ = {z: arrays[f"weights_{z}"] for z in self.species_}
+
+
+def descriptor_arrays(model):
+    """Arrays every kernel model file holds: the radial-basis table and the species mixing
+    U (C, S) of the density channels."""
+    return {"radial_grid": model.radial_basis_.grid,
+            "radial_values": model.radial_basis_.values,
+            "radial_derivatives": model.radial_basis_.derivatives,
+            "species_mixing": model.species_mixing_}
 
 
 def _block_diag(blocks):

@@ -21,24 +21,60 @@ def select_sparse(x, n_sparse, method="fps", seed=0):
     if method == "fps":
         return _farthest_point(x, n_sparse)
     if method == "cur":
-        return _cur(x, n_sparse)
+        return _cur(x, n_sparse, seed)
     if method == "random":
         return np.sort(np.random.default_rng(seed).choice(n_env, n_sparse, replace=False))
     raise ValueError(f"unknown sparse_method {method!r}; use one of {METHODS}")
 
 
-def _principal_coordinates(x, variance=0.9999, max_dim=256):
+EXACT_SIDE = 4096  # below this min(n_env, D) the principal axes come from an exact Gram
+
+
+def _principal_coordinates(x, variance=0.9999, max_dim=256, seed=0):
     """Coordinates of the rows of ``x`` on the leading principal axes (float32) that keep
     ``variance`` of the total (at most ``max_dim``): distances between rows change by a
-    relative ~sqrt(1 − variance), and each FPS step reads a fraction of the memory."""
+    relative ~sqrt(1 − variance), and each FPS step reads a fraction of the memory.
+
+    Never forms the D×D covariance: the axes come from the smaller Gram matrix, the
+    (n_env, n_env) one ``C Cᵀ`` when there are fewer environments than features (C the
+    centred rows; its eigenvectors scaled by the square roots of the eigenvalues are the
+    principal coordinates), or ``Cᵀ C`` when D is the smaller side; when both sides exceed
+    :data:`EXACT_SIDE` a randomised range finder gives the top ``max_dim`` axes in
+    O(n_env·D·max_dim). The coordinates equal those of the D×D route up to the sign of
+    each axis, which no distance sees.
+    """
     centred = x - x.mean(axis=0)
-    gram = centred.T @ centred
-    vals, vecs = np.linalg.eigh(gram)
-    vals, vecs = vals[::-1], vecs[:, ::-1]
-    total = vals.sum()
-    keep = int(np.searchsorted(np.cumsum(vals), variance * total) + 1) if total > 0 else 1
-    keep = min(max(keep, 1), max_dim, x.shape[1])
-    return np.ascontiguousarray((centred @ vecs[:, :keep]).astype(np.float32))
+    n_env, dim = centred.shape
+    total = float(np.einsum("ij,ij->", centred, centred))
+    if total <= 0:
+        return np.zeros((n_env, 1), dtype=np.float32)
+    if min(n_env, dim) > EXACT_SIDE:
+        coords, vals = _randomised_coordinates(centred, max_dim + 16, seed)
+    elif n_env <= dim:
+        vals, vecs = np.linalg.eigh(centred @ centred.T)
+        vals, vecs = np.clip(vals[::-1], 0, None), vecs[:, ::-1]
+        coords = vecs * np.sqrt(vals)
+    else:
+        vals, vecs = np.linalg.eigh(centred.T @ centred)
+        vals, vecs = np.clip(vals[::-1], 0, None), vecs[:, ::-1]
+        coords = centred @ vecs
+    keep = int(np.searchsorted(np.cumsum(vals), variance * total) + 1)
+    keep = min(max(keep, 1), max_dim, coords.shape[1])
+    return np.ascontiguousarray(coords[:, :keep].astype(np.float32))
+
+
+def _randomised_coordinates(centred, rank, seed, power_iterations=3):
+    """Top-``rank`` principal coordinates (n_env, rank) and variances of ``centred`` by a
+    randomised range finder (Halko, Martinsson & Tropp 2011) with power iterations."""
+    rng = np.random.default_rng(seed)
+    rank = min(rank, *centred.shape)
+    basis, _ = np.linalg.qr(centred @ rng.standard_normal((centred.shape[1], rank)))
+    for _ in range(power_iterations):
+        basis, _ = np.linalg.qr(centred.T @ basis)
+        basis, _ = np.linalg.qr(centred @ basis)
+    small = basis.T @ centred  # (rank, D)
+    u, sing, _ = np.linalg.svd(small, full_matrices=False)
+    return basis @ (u * sing), sing ** 2
 
 
 def _farthest_point(x, n_sparse):
@@ -56,8 +92,12 @@ def _farthest_point(x, n_sparse):
     return np.sort(np.array(chosen))
 
 
-def _cur(x, n_sparse):
+def _cur(x, n_sparse, seed=0):
     k = min(n_sparse, min(x.shape))
-    u, _, _ = np.linalg.svd(x, full_matrices=False)
+    if min(x.shape) > EXACT_SIDE:  # leading left singular vectors without a full SVD
+        coords, vals = _randomised_coordinates(x, k, seed)
+        u = coords / np.sqrt(np.maximum(vals, np.finfo(float).tiny))
+    else:
+        u, _, _ = np.linalg.svd(x, full_matrices=False)
     leverage = np.sum(u[:, :k] ** 2, axis=1)
     return np.sort(np.argsort(-leverage, kind="stable")[:n_sparse])
