@@ -211,7 +211,8 @@ def test_design_matrix_reproduces_predictions(periodic_model, quartz_frames):
     pred = model.predict_frame(frame)
     z = phi @ w
     if not model.learns_charges:
-        z = z + (model._fixed_charge_vector(frame)[:, None, None] * np.eye(3)).ravel()
+        q0 = model.terms_["fixed_charges"].neutral_charges(frame)
+        z = z + (q0[:, None, None] * np.eye(3)).ravel()
     np.testing.assert_allclose(z, pred["bec"].ravel(), rtol=0, atol=1e-10)
 
 
@@ -226,11 +227,11 @@ def test_fit_residual_orthogonal_to_design_with_tiny_regularisation(quartz_frame
     for f in frames:
         phi, _ = model.design_matrix(f)
         target = asr_corrected(f.arrays["bec"]) - (
-            model._fixed_charge_vector(f)[:, None, None] * np.eye(3))
+            model.terms_["fixed_charges"].neutral_charges(f)[:, None, None] * np.eye(3))
         u = np.concatenate([model.dipole_weights_[z] for z in model.species_])
         grad = grad + phi.T @ (phi @ u - target.ravel())
         scale = scale + np.abs(phi.T @ target.ravel()).max()
-    n_feat = model._n_features()
+    n_feat = model.terms_["dipoles"].n_features
     for k, z in enumerate(model.species_):
         g = grad[k * n_feat:(k + 1) * n_feat]
         basis = model.dipole_basis_[z]

@@ -1,0 +1,185 @@
+"""The charge term of a kernel model: environment-dependent atomic charges (the monopole model).
+
+    q_i = Σ_{k ∈ refs(s_i)} w_k (x̂_i · x̂_k)^ζ      (same species only; ζ a positive integer)
+    Z_j ⊃ q'_j I + Σ_i (r_i − r_j) ⊗ ∂q_i/∂r_j + (neutrality / sum-rule term)
+
+(:mod:`bornml.models.bec_assembly`). Linear in the weights w (one per reference, M = Σ_z M_z
+columns). Regulariser ω_q·s_q·wᵀK_MM w (the Gaussian-process prior, ``"kernel"``) or
+ω_q·s_q·|w|² (``"identity"``), s_q = tr(Φ_qᵀΦ_q)/M. Predictions use the adjoint route:
+∂q_i/∂x_i is pulled back to the density coefficients and the pair vectors in one pass.
+"""
+
+import numpy as np
+import scipy.linalg
+
+from ..descriptors._kernels import pair_feature_jacobian
+from ..descriptors.soap import power_spectrum_vjp
+from .bec_assembly import assemble_bec
+from .bec_assembly import dipole_derivative as charge_dipole_derivative
+from .kernel import contracted_weighted_gradient, contracted_weights, kernel_weighted_gradient
+
+REGULARISERS = ("kernel", "identity")
+
+
+class ChargeTerm:
+    """Charges q_i from a scalar kernel over the shared references (see module docstring)."""
+
+    name = "charges"
+
+    def __init__(self, zeta=2, regulariser="kernel"):
+        if int(zeta) != zeta or zeta < 1:
+            raise ValueError("zeta must be a positive integer")
+        if regulariser not in REGULARISERS:
+            raise ValueError(f"regulariser must be one of {REGULARISERS}")
+        self.zeta = int(zeta)
+        self.regulariser = regulariser
+        self.weights = None
+        self._contracted = None
+
+    def prepare(self, refs, frames, check_memory):
+        self.refs = refs
+        self.check_memory = check_memory
+        return self
+
+    def n_columns(self):
+        return self.refs.n_references()
+
+    def adopt(self, prepared):
+        """Take the preparation (not the weights) of an equal term that built the equations."""
+        if prepared.zeta != self.zeta:
+            raise ValueError(f"the equations were accumulated with zeta {prepared.zeta}, this "
+                             f"model has zeta {self.zeta}")
+        self.refs, self.check_memory = prepared.refs, prepared.check_memory
+        return self
+
+    # -- fitting ----------------------------------------------------------------------------
+    def design(self, ctx, frame):
+        """(Φ (N·9, M), Φ_q (N, M)): Born-charge rows (atom, a, b) row-major and neutral-charge
+        rows per weight, columns the references of all species in species order."""
+        fe, xhat, norms = ctx
+        refs = self.refs
+        S = len(refs.species)
+        L = refs.settings.max_angular
+        n_atoms = len(frame)
+        coef = fe.coefficients.reshape(n_atoms, fe.n_channels * (refs.settings.max_radial + 1),
+                                       -1)
+        factors = 2.0 / np.sqrt(2 * np.arange(L + 1) + 1.0)
+        periodic = bool(np.any(frame.pbc))
+        self_term = fe.norm_pair_gradients(xhat)  # x̂_i·∂x_i/∂d_p, every pair at once
+        rows = refs.rows(self.check_memory)
+        designs, charge_designs = [], []
+        for z in refs.species:
+            ref = refs.references[z]
+            m = len(ref)
+            atoms = np.flatnonzero(frame.numbers == z)
+            if len(atoms) == 0:  # species absent from this frame: its columns are zero
+                designs.append(np.zeros((n_atoms * 9, m)))
+                charge_designs.append(np.zeros((n_atoms, m)))
+                continue
+            k_atoms = xhat[atoms] @ ref.T  # (n_z, M)
+            charges = np.zeros((n_atoms, m))
+            charges[atoms] = k_atoms ** self.zeta
+            f_all = np.zeros((n_atoms, m))
+            k_all = np.zeros((n_atoms, m))
+            f_all[atoms] = self.zeta * k_atoms ** (self.zeta - 1) / norms[atoms, None]
+            k_all[atoms] = k_atoms
+            # ∂K_ik/∂d_p = f_ik (V_k · W_p − k_ik x̂_i·∂x_i/∂d_p): W from the pair Jacobian,
+            # V from the references (one GEMM per neighbour species)
+            pair_ids = np.flatnonzero(np.isin(fe.pairs.centers, atoms))
+            grads = np.empty((len(pair_ids), 3, m))
+            centers = fe.pairs.centers[pair_ids]
+            for s in range(S):
+                sub = np.flatnonzero(fe._pair_species[pair_ids] == s)
+                if len(sub) == 0:
+                    continue
+                w = pair_feature_jacobian(fe.pair_jacobian_subset(pair_ids[sub]), coef,
+                                          centers[sub], factors)
+                g = rows[z, s] @ w.reshape(len(sub) * 3, -1).T  # (M, 3n)
+                g = g.reshape(m, len(sub), 3).transpose(1, 2, 0)  # (n, 3, M)
+                g -= k_all[centers[sub], None, :] * self_term[pair_ids[sub], :, None]
+                g *= f_all[centers[sub], None, :]
+                grads[sub] = g
+            bec, neutral, _ = assemble_bec(charges, grads, fe.pairs.centers[pair_ids],
+                                           fe.pairs.neighbors[pair_ids],
+                                           fe.pairs.vectors[pair_ids], fe.positions, periodic)
+            designs.append(bec.reshape(n_atoms * 9, m))
+            charge_designs.append(neutral)
+        return np.concatenate(designs, axis=1), np.concatenate(charge_designs, axis=1)
+
+    def regulariser_matrix(self):
+        """R_q (M, M): block-diagonal K_MM (plus 1e-10·I) or the identity."""
+        m = self.n_columns()
+        if self.regulariser == "identity":
+            return np.eye(m)
+        return scipy.linalg.block_diag(*self.refs.kernel_blocks(self.zeta)) + 1e-10 * np.eye(m)
+
+    def set_weights(self, w):
+        self.weights = {}
+        start = 0
+        for z in self.refs.species:
+            m = len(self.refs.references[z])
+            self.weights[z] = w[start:start + m]
+            start += m
+        self._contracted = None
+
+    def design_weights(self):
+        """The weights in design-column order (M,)."""
+        return np.concatenate([self.weights[z] for z in self.refs.species])
+
+    # -- prediction -------------------------------------------------------------------------
+    def _contracted_weights(self):
+        """Per species Σ_k w_k x̂_k (ζ=1) or Σ_k w_k x̂_k x̂_kᵀ (ζ=2) where that is cheaper than
+        the sum over references (more references than half the features)."""
+        if self._contracted is None:
+            D = self.refs.n_features
+            self._contracted = {
+                z: contracted_weights(self.refs.references[z], self.weights[z], self.zeta)
+                for z in self.refs.species if len(self.refs.references[z]) > D // 2}
+        return self._contracted
+
+    def charges_and_pair_gradients(self, ctx, frame):
+        """Raw charges q (N,) e and g (P, 3), g_p = ∂q_{i_p}/∂d_p (e/Å)."""
+        fe, xhat, norms = ctx
+        v = np.zeros_like(xhat)
+        q = np.zeros(len(frame))
+        for z in self.refs.species:
+            atoms = frame.numbers == z
+            if not np.any(atoms):
+                continue
+            contracted = self._contracted_weights().get(z)
+            if contracted is not None:
+                v[atoms], q[atoms] = contracted_weighted_gradient(
+                    xhat[atoms], norms[atoms], contracted, self.zeta)
+            else:
+                v[atoms], q[atoms] = kernel_weighted_gradient(
+                    xhat[atoms], norms[atoms], self.refs.references[z], self.weights[z],
+                    self.zeta)
+        adjoint = power_spectrum_vjp(fe.coefficients, v, self.refs.settings.max_angular)
+        return q, fe.pair_vjp(adjoint)
+
+    def bec(self, ctx, frame):
+        """(Z (N, 3, 3), neutral charges (N,), asr_residual (3, 3)) of the charge term."""
+        q, g = self.charges_and_pair_gradients(ctx, frame)
+        pairs = ctx.fe.pairs
+        return assemble_bec(q, g, pairs.centers, pairs.neighbors, pairs.vectors,
+                            ctx.fe.positions, bool(np.any(frame.pbc)))
+
+    def dipole_derivative(self, ctx, frame, velocities):
+        """Σ_j Z_j^(q) v_j (3,) without assembling Z."""
+        q, g = self.charges_and_pair_gradients(ctx, frame)
+        pairs = ctx.fe.pairs
+        return charge_dipole_derivative(q, g, pairs.centers, pairs.neighbors, pairs.vectors,
+                                        ctx.fe.positions, bool(np.any(frame.pbc)), velocities)
+
+    # -- files ------------------------------------------------------------------------------
+    def arrays(self):
+        return {f"weights_{z}": self.weights[z] for z in self.refs.species}
+
+    def load(self, refs, arrays, path):
+        self.refs = refs
+        missing = [z for z in refs.species if z not in refs.references]
+        if missing:  # load_model turns this into "model file is missing the array ..."
+            raise KeyError(f"references_{missing[0]}")
+        self.weights = {z: arrays[f"weights_{z}"] for z in refs.species}
+        self._contracted = None
+        return self

@@ -1,0 +1,166 @@
+"""Normal equations of a kernel model: accumulate once, solve for any terms and regularisation.
+
+For every frame the learnt terms' design columns Φ = [Φ_q | Φ_p] (Born-charge rows, atom-major,
+(N·9, n)) are added to
+
+    A = ΦᵀΦ,  b = Φᵀz   (z the ASR-corrected DFT Born charges, e),
+    A_c = Φ_qᵀΦ_q, b_c = Φ_qᵀ t   (charge rows, t_i = tr(Z_i)/3; for λ_q)
+    o_s = Φᵀ vec((δ_s − n_s/N) ⊗ I) per species s (the fixed-charge term moved to the right)
+    Σ tr(Z_i)/3 and counts per species (the default fixed charges)
+
+split into ``n_folds`` parts by frame (k-fold cross-validation costs no extra pass: the
+training equations of a fold are the total minus the fold). :meth:`KernelEquations.solve`
+then gives the weights of any subset of terms for any (ω_q, ω_p, λ_q) and fixed charges:
+
+    (A_TT + λ_q A_c + ω_q s_q R_q ⊕ ω_p s_p R_p) w = b_T + λ_q b_c − Σ_s q⁰_s o_s,T
+
+with s_t = tr(A_tt)/n_t (so ω is dimensionless and the same value works across data sets).
+"""
+
+import numpy as np
+
+from .. import keys
+from .fit import solve_regularised
+
+
+def asr_corrected(bec):
+    """Subtract the mean over atoms: the DFT targets obey the acoustic sum rule exactly."""
+    return bec - bec.mean(axis=0)
+
+
+class _Part:
+    def __init__(self, n, n_charge, species):
+        self.a = np.zeros((n, n))
+        self.b = np.zeros(n)
+        self.c = 0.0  # Σ z² (validation errors from the sums alone)
+        self.charge_a = np.zeros((n_charge, n_charge))
+        self.charge_b = np.zeros(n_charge)
+        self.offsets = np.zeros((len(species), n))
+        self.trace_sums = {z: 0.0 for z in species}
+        self.counts = {z: 0 for z in species}
+        self.n_rows = 0
+
+
+class KernelEquations:
+    """Accumulated normal equations (see module docstring).
+
+    ``blocks``: term name → slice of its columns; ``n_folds`` parts (frame k goes to fold
+    k mod n_folds).
+    """
+
+    def __init__(self, blocks, species, n_charge, n_folds=1):
+        self.blocks = dict(blocks)
+        self.species = tuple(species)
+        self.n = max((s.stop for s in blocks.values()), default=0)
+        self.n_charge = n_charge
+        self.parts = [_Part(self.n, n_charge, species) for _ in range(max(1, n_folds))]
+        self.n_frames = 0
+
+    def add(self, design, charge_design, frame):
+        """Add one frame: ``design`` (N·9, n), ``charge_design`` (N, n_charge)."""
+        part = self.parts[self.n_frames % len(self.parts)]
+        self.n_frames += 1
+        target = asr_corrected(frame.arrays[keys.BEC])
+        z = target.reshape(-1)
+        part.a += design.T @ design
+        part.b += design.T @ z
+        part.c += float(z @ z)
+        part.n_rows += len(z)
+        traces = np.trace(target, axis1=1, axis2=2) / 3.0
+        if self.n_charge:
+            part.charge_a += charge_design.T @ charge_design
+            part.charge_b += charge_design.T @ traces
+        n_atoms = len(frame)
+        rows = design.reshape(n_atoms, 3, 3, -1)
+        diag = rows[:, 0, 0] + rows[:, 1, 1] + rows[:, 2, 2]  # Φᵀ vec(e_j ⊗ I) per atom j
+        total = diag.sum(axis=0)
+        for k, s in enumerate(self.species):
+            mask = frame.numbers == s
+            n_s = int(mask.sum())
+            if n_s:
+                part.offsets[k] += diag[mask].sum(axis=0) - (n_s / n_atoms) * total
+                part.trace_sums[s] += float(traces[mask].sum())
+                part.counts[s] += n_s
+
+    def project(self, name, basis):
+        """Replace the raw columns of term ``name`` by coordinates on ``basis`` (raw, r)."""
+        block = self.blocks[name]
+        keep = np.r_[0:block.start, block.stop:self.n]
+        r = basis.shape[1]
+        new_n = self.n - (block.stop - block.start) + r
+        order = list(self.blocks)
+        new_blocks, start = {}, 0
+        for key in order:
+            s = self.blocks[key]
+            size = r if key == name else s.stop - s.start
+            new_blocks[key] = slice(start, start + size)
+            start += size
+        for part in self.parts:
+            t = np.zeros((self.n, new_n))  # raw → new coordinates
+            t[keep, np.r_[0:new_blocks[name].start, new_blocks[name].stop:new_n]] = 1.0
+            t[block, new_blocks[name]] = basis
+            part.a = t.T @ part.a @ t
+            part.b = t.T @ part.b
+            part.offsets = part.offsets @ t
+        self.blocks, self.n = new_blocks, new_n
+        return self
+
+    # -- sums -------------------------------------------------------------------------------
+    def total(self, exclude=None):
+        """One _Part with the sums over all folds but ``exclude``."""
+        parts = [p for k, p in enumerate(self.parts) if k != exclude]
+        out = _Part(self.n, self.n_charge, self.species)
+        for p in parts:
+            out.a += p.a
+            out.b += p.b
+            out.c += p.c
+            out.charge_a += p.charge_a
+            out.charge_b += p.charge_b
+            out.offsets += p.offsets
+            out.n_rows += p.n_rows
+            for s in self.species:
+                out.trace_sums[s] += p.trace_sums[s]
+                out.counts[s] += p.counts[s]
+        return out
+
+    def columns(self, terms):
+        return np.concatenate([np.arange(self.blocks[t].start, self.blocks[t].stop)
+                               for t in terms]).astype(int)
+
+    def solve(self, terms, regularisers, omegas, charge_regularisation=0.0,
+              fixed_charges=None, exclude=None):
+        """Weights (in ``terms`` order, concatenated) for the learnt ``terms`` (names).
+
+        ``regularisers``/``omegas``: name → R_t matrix / ω_t; ``fixed_charges``: {Z: q⁰} or
+        None; ``exclude``: a fold left out (cross-validation)."""
+        eq = self.total(exclude)
+        idx = self.columns(terms)
+        a = eq.a[np.ix_(idx, idx)].copy()
+        b = eq.b[idx].copy()
+        if fixed_charges is not None:
+            q0 = np.array([fixed_charges[s] for s in self.species])
+            b -= q0 @ eq.offsets[:, idx]
+        reg = np.zeros_like(a)
+        start = 0
+        for t in terms:
+            n_t = self.blocks[t].stop - self.blocks[t].start
+            sl = slice(start, start + n_t)
+            if t == "charges" and charge_regularisation:
+                a[sl, sl] += charge_regularisation * eq.charge_a
+                b[sl] += charge_regularisation * eq.charge_b
+            diag = np.trace(eq.a[np.ix_(idx[sl], idx[sl])])
+            scale = diag / n_t if diag > 0 else 1.0
+            reg[sl, sl] = omegas[t] * scale * regularisers[t]
+            start += n_t
+        return solve_regularised(a, b, 1.0, reg, scale=1.0)
+
+    def validation_error(self, terms, weights, fold, fixed_charges=None):
+        """Sum of squared Born-charge errors (e²) and row count of fold ``fold`` from its sums
+        alone: wᵀA_f w − 2 wᵀ(b_f − Σ q⁰ o_f) + c_f (+ the fixed-charge self term)."""
+        part = self.parts[fold]
+        idx = self.columns(terms)
+        a, b = part.a[np.ix_(idx, idx)], part.b[idx]
+        if fixed_charges is not None:
+            raise NotImplementedError("cross-validation of the p model uses predictions")
+        sse = float(weights @ a @ weights - 2 * weights @ b + part.c)
+        return max(sse, 0.0), part.n_rows

@@ -1,0 +1,60 @@
+"""The fixed-charge term of the dipole (p) model: one charge q⁰_s per species, no weights.
+
+    P ⊃ Σ_i q⁰'_i r_i,   Z_j ⊃ q⁰'_j I,   q⁰' = q⁰ − mean over the frame's atoms (neutral)
+
+q⁰ given by element symbol or atomic number (e), otherwise the training-set mean of tr(Z_i)/3
+per species (ASR-corrected targets). In a fit the term moves to the right-hand side:
+Φᵀ(z − q⁰'⊗I); the equations keep Φᵀ(δ_s − n_s/N)⊗I per species s, so any q⁰ is applied at
+solve time.
+"""
+
+import numpy as np
+
+
+def parse_charges(charges):
+    """{atomic number: charge} from a dict keyed by element symbol or atomic number."""
+    from ase.data import atomic_numbers
+
+    out = {}
+    for key, value in (charges or {}).items():
+        try:
+            z = atomic_numbers[key] if isinstance(key, str) and not key.isdigit() else int(key)
+            out[z] = float(value)
+        except (KeyError, ValueError, TypeError):
+            raise ValueError(f"charges: {key!r}: {value!r} is not 'element symbol or atomic "
+                             "number': charge in e (e.g. {'Zr': 4, 'O': -2})") from None
+    return out
+
+
+class FixedChargeTerm:
+    """Species charges q⁰ (see module docstring)."""
+
+    name = "fixed_charges"
+
+    def __init__(self, charges=None):
+        self.given = parse_charges(charges)
+        self.charges = None  # {atomic number: q⁰} after fit
+
+    def set_from_traces(self, trace_sums, counts):
+        """q⁰ = given, else Σ tr(Z)/3 / count per species (from the equations)."""
+        self.charges = {int(z): self.given.get(int(z), float(trace_sums[z] / counts[z]))
+                        for z in counts}
+
+    def neutral_charges(self, frame):
+        """q⁰' (N,) e, neutral over the frame."""
+        q = np.array([self.charges[int(z)] for z in frame.numbers])
+        return q - q.mean()
+
+    def bec(self, frame):
+        q = self.neutral_charges(frame)
+        return q[:, None, None] * np.eye(3), q
+
+    def dipole_derivative(self, frame, velocities):
+        return self.neutral_charges(frame) @ velocities
+
+    def extra(self):
+        return {"fixed_charges": {str(z): q for z, q in self.charges.items()}}
+
+    def load(self, extra):
+        self.charges = {int(z): float(q) for z, q in extra["fixed_charges"].items()}
+        return self

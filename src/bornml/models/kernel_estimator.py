@@ -1,0 +1,327 @@
+"""One kernel estimator of Born effective charges built from physical terms.
+
+    P = Σ_i q_i r_i + Σ_i p_i
+
+- :class:`~bornml.models.charge_term.ChargeTerm` — learnt charges q_i (scalar kernel);
+- :class:`~bornml.models.dipole_term.DipoleTerm` — learnt dipoles p_i (λ=1 kernel);
+- :class:`~bornml.models.fixed_charge_term.FixedChargeTerm` — species charges q⁰ (no weights).
+
+Each term owns its features, design columns, pair gradients for Z, regulariser block and its
+arrays in the model file; the estimator owns what they share — the descriptor and the
+reference environments (:class:`~bornml.models.reference_set.ReferenceSet`) and the normal
+equations (:class:`~bornml.models.equations.KernelEquations`: accumulated once, solved for
+any terms and any ω_q, ω_p, λ_q). The monopole (q), dipole (p) and combined (q+p) models are
+presets that only choose the terms (:mod:`bornml.models.monopole`, :mod:`bornml.models.dipole`).
+"""
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..descriptors.soap import SoapSettings
+from ..memory import FLOAT, check_memory
+from .charge_term import ChargeTerm
+from .dipole_term import DipoleTerm
+from .equations import KernelEquations
+from .fixed_charge_term import FixedChargeTerm
+from .params import ParamsMixin
+from .reference_set import ReferenceSet
+from .sparsify import METHODS
+from .training_data import predict_frames, training_species
+
+#: settings that shape the descriptor, the references and the design columns
+SHARED = ("cutoff", "max_radial", "max_angular", "atomic_width", "cutoff_width", "n_sparse",
+          "sparse_method", "max_pool", "seed", "species_channels")
+
+
+class KernelBECModel(ParamsMixin):
+    """Base of the kernel presets: settings live in the preset constructors; this class holds
+    the behaviour. Fitted state: ``reference_set_`` and ``terms_`` (name → term)."""
+
+    model_type = None
+
+    # -- what a preset chooses --------------------------------------------------------------
+    def _make_terms(self):
+        """{name: unfitted term} in design-column order (fixed charges have no columns)."""
+        raise NotImplementedError
+
+    def _omegas(self):
+        """{learnt term name: ω}."""
+        raise NotImplementedError
+
+    # -- settings ---------------------------------------------------------------------------
+    @property
+    def soap_settings(self):
+        return SoapSettings(cutoff=float(self.cutoff), max_radial=int(self.max_radial),
+                            max_angular=int(self.max_angular),
+                            atomic_width=float(self.atomic_width),
+                            cutoff_width=float(self.cutoff_width))
+
+    def _check_settings(self):
+        if self.sparse_method not in METHODS:
+            raise ValueError(f"sparse_method must be one of {METHODS}, got {self.sparse_method!r}")
+        if self.cutoff_width >= self.cutoff:
+            raise ValueError("cutoff_width must be smaller than cutoff")
+
+    def _check_memory(self, n_bytes, what, hint):
+        """Stop before a step that needs more than ``max_memory`` (see :mod:`bornml.memory`)."""
+        return check_memory(n_bytes, what, hint, self.max_memory)
+
+    def _learnt(self):
+        return [t for t in self.terms_.values() if not isinstance(t, FixedChargeTerm)]
+
+    # -- fitting ----------------------------------------------------------------------------
+    def fit(self, frames):
+        """Fit to the Born charges ``frame.arrays["bec"]`` (N, 3, 3) e of ``frames``."""
+        frames = list(frames)
+        self.prepare(frames)
+        self.solve(self.accumulate(frames))
+        self.n_train_frames_ = len(frames)
+        return self
+
+    def prepare(self, frames):
+        """Species, descriptor, reference environments (shared by the terms) and each
+        term's own preparation (step 1 of fit)."""
+        self._check_settings()
+        frames = list(frames)
+        species = training_species(frames)
+        terms = self._make_terms()  # checks the term settings before any work
+        self.reference_set_ = ReferenceSet.select(
+            frames, self.soap_settings, species, self.species_channels, int(self.n_sparse),
+            self.sparse_method, int(self.max_pool), self.seed, self._check_memory,
+            self.progress)
+        for term in terms.values():
+            if not isinstance(term, FixedChargeTerm):
+                term.prepare(self.reference_set_, frames, self._check_memory)
+        self.terms_ = terms
+        return self
+
+    def accumulate(self, frames, n_folds=1):
+        """Normal equations of ``frames`` for the prepared terms
+        (:class:`~bornml.models.equations.KernelEquations`); solve with :meth:`solve` as
+        often as wanted (``model.set_params(tikhonov=ω).solve(eqs)``)."""
+        frames = list(frames)
+        learnt = self._learnt()
+        raw = [t.n_raw_columns() if hasattr(t, "n_raw_columns") else t.n_columns()
+               for t in learnt]
+        n_cols = sum(raw)
+        n_max = max(len(f) for f in frames)
+        self._check_memory(
+            FLOAT * ((2 + n_folds) * n_cols ** 2 + 4 * 9 * n_max * n_cols),
+            f"normal equations ({n_cols} × {n_cols}"
+            f"{f', {n_folds} folds' if n_folds > 1 else ''}) and the design matrix of a "
+            f"{n_max}-atom frame ({9 * n_max} × {n_cols})", "lower n_sparse (--n-sparse)")
+        blocks, start = {}, 0
+        for term, size in zip(learnt, raw):
+            blocks[term.name] = slice(start, start + size)
+            start += size
+        charge = self.terms_.get("charges")
+        eqs = KernelEquations(blocks, self.reference_set_.species,
+                              charge.n_columns() if charge else 0, n_folds)
+        for index, frame in enumerate(tqdm(frames, desc="fit: design",
+                                           disable=not self.progress)):
+            ctx = self.reference_set_.expand(frame, index)
+            designs, charge_design = [], None
+            for term in learnt:
+                out = term.design(ctx, frame)
+                if term.name == "charges":
+                    out, charge_design = out
+                designs.append(out)
+            eqs.add(np.concatenate(designs, axis=1), charge_design, frame)
+        for term in learnt:
+            basis = term.projection() if hasattr(term, "projection") else None
+            if basis is not None:
+                eqs.project(term.name, basis)
+        # what another estimator needs to solve these equations (read only)
+        eqs.reference_set = self.reference_set_
+        eqs.prepared_terms = {t.name: t for t in learnt}
+        eqs.shared_params = {k: v for k, v in self.get_params().items() if k in SHARED}
+        return eqs
+
+    def fit_equations(self, eqs):
+        """Fit from equations accumulated by any kernel model with the same descriptor and
+        reference settings (:data:`SHARED`) whose terms include this model's learnt terms:
+        fit once, solve many (q, p and q+p from one pass over the data)."""
+        mine = {k: v for k, v in self.get_params().items() if k in SHARED}
+        differ = sorted(k for k in mine if mine[k] != eqs.shared_params.get(k, mine[k]))
+        if differ:
+            raise ValueError(f"the equations were accumulated with other settings: {differ}")
+        terms = self._make_terms()
+        for name, term in terms.items():
+            if isinstance(term, FixedChargeTerm):
+                continue
+            if name not in eqs.prepared_terms:
+                raise ValueError(f"the equations have no {name!r} columns; accumulate them "
+                                 "with a model that has this term (e.g. CombinedModel)")
+            term.adopt(eqs.prepared_terms[name])
+        self.reference_set_ = eqs.reference_set
+        self.terms_ = terms
+        self.solve(eqs)
+        self.n_train_frames_ = eqs.n_frames
+        return self
+
+    def _regularisers(self):
+        return {t.name: t.regulariser_matrix() for t in self._learnt()}
+
+    def solve(self, eqs, exclude=None):
+        """Set the weights from accumulated equations with the current ω and λ_q settings
+        (``exclude``: leave one cross-validation fold out)."""
+        learnt = self._learnt()
+        fixed = self.terms_.get("fixed_charges")
+        if fixed is not None:
+            total = eqs.total(exclude)
+            fixed.set_from_traces(total.trace_sums, total.counts)
+        w = eqs.solve([t.name for t in learnt], self._regularisers(), self._omegas(),
+                      float(getattr(self, "charge_regularisation", 0.0) or 0.0),
+                      None if fixed is None else fixed.charges, exclude)
+        start = 0
+        for term in learnt:
+            n = term.n_columns()
+            term.set_weights(w[start:start + n])
+            start += n
+        return self
+
+    def design_matrix(self, frame, index=0):
+        """(Φ (N·9, n), Φ_q (N, M_q)) of one frame: the learnt terms' Born-charge columns
+        (before any projection) and the charge rows (empty without a charge term)."""
+        self._check_fitted()
+        ctx = self.reference_set_.expand(frame, index)
+        designs, charge_design = [], np.zeros((len(frame), 0))
+        for term in self._learnt():
+            out = term.design(ctx, frame)
+            if term.name == "charges":
+                out, charge_design = out
+            designs.append(out)
+        return np.concatenate(designs, axis=1), charge_design
+
+    # -- prediction -------------------------------------------------------------------------
+    def _check_fitted(self):
+        if not hasattr(self, "terms_") or any(
+                getattr(t, "weights", None) is None and getattr(t, "charges", 0) is None
+                for t in self.terms_.values()):
+            raise RuntimeError("model is not fitted; call fit(frames) or load_model(path)")
+
+    def predict_frame(self, frame, index=0):
+        """Prediction for one ``ase.Atoms``: dict with ``charges`` (N,) e (neutral),
+        ``bec`` (N, 3, 3) e, ``asr_residual`` (3, 3) e (what the sum-rule projection removed;
+        0 for molecules) and, with a dipole term, ``dipoles`` (N, 3) e·Å."""
+        self._check_fitted()
+        ctx = self.reference_set_.expand(frame, index)
+        n_atoms = len(frame)
+        bec = np.zeros((n_atoms, 3, 3))
+        out = {"charges": np.zeros(n_atoms), "asr_residual": np.zeros((3, 3))}
+        for term in self.terms_.values():
+            if term.name == "charges":
+                z, out["charges"], out["asr_residual"] = term.bec(ctx, frame)
+            elif term.name == "fixed_charges":
+                z, out["charges"] = term.bec(frame)
+            else:
+                z, out["dipoles"] = term.bec(ctx, frame)
+            bec += z
+        out["bec"] = bec
+        return out
+
+    def predict(self, frames):
+        """Predictions for a frame (one dict) or a list of frames (one dict per frame)."""
+        return predict_frames(self, frames)
+
+    def dipole_derivative(self, atoms, velocities):
+        """Ṁ = Σ_j Z_j v_j (e·Å/fs) for velocities (N, 3) Å/fs, shape (3,); one adjoint pass
+        per term, Z is never assembled."""
+        self._check_fitted()
+        v = np.asarray(velocities, dtype=float)
+        ctx = self.reference_set_.expand(atoms)
+        mdot = np.zeros(3)
+        for term in self.terms_.values():
+            if term.name == "fixed_charges":
+                mdot += term.dipole_derivative(atoms, v)
+            else:
+                mdot += term.dipole_derivative(ctx, atoms, v)
+        return mdot
+
+    # -- fitted quantities by their familiar names -------------------------------------------
+    @property
+    def species_(self):
+        return self.reference_set_.species
+
+    @property
+    def references_(self):
+        return self.reference_set_.references
+
+    @property
+    def reference_sources_(self):
+        return self.reference_set_.sources
+
+    @property
+    def species_mixing_(self):
+        return self.reference_set_.mixing
+
+    @property
+    def radial_basis_(self):
+        return self.reference_set_.radial_basis
+
+    @property
+    def weights_(self):
+        """Charge weights per species (M_z,) (models with a charge term)."""
+        return self.terms_["charges"].weights
+
+    @property
+    def dipole_weights_(self):
+        """Contracted dipole weights u_z (F,) per species (models with a dipole term)."""
+        return self.terms_["dipoles"].weights
+
+    @property
+    def dipole_basis_(self):
+        return self.terms_["dipoles"].bases
+
+    @property
+    def dipole_route_(self):
+        return self.terms_["dipoles"].route_
+
+    @property
+    def fixed_charges_(self):
+        return self.terms_["fixed_charges"].charges
+
+    @property
+    def learns_charges(self):
+        return "charges" in self._term_names()
+
+    def _term_names(self):
+        return tuple(self._make_terms())
+
+    def n_features(self):
+        """Power-spectrum length D."""
+        return self.reference_set_.n_features
+
+    def n_design_columns(self):
+        """Design columns of one frame before projection (charges + dipoles)."""
+        return sum(t.n_raw_columns() if hasattr(t, "n_raw_columns") else t.n_columns()
+                   for t in self._learnt())
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, path):
+        """Write the fitted model to ``path`` (npz + JSON metadata, never a pickle; see
+        :mod:`bornml.models.serialization`)."""
+        from .serialization import write_archive
+
+        self._check_fitted()
+        arrays = self.reference_set_.arrays()
+        extra = {}
+        for term in self.terms_.values():
+            if term.name == "fixed_charges":
+                extra.update(term.extra())
+            else:
+                arrays.update(term.arrays())
+        write_archive(path, self, arrays, extra)
+
+    @classmethod
+    def _from_archive(cls, meta, arrays, path):
+        model = cls(**meta["params"])
+        species = tuple(int(z) for z in meta["species"])
+        model.reference_set_ = ReferenceSet.from_arrays(model.soap_settings, species, arrays)
+        model.terms_ = model._make_terms()
+        for term in model.terms_.values():
+            if term.name == "fixed_charges":
+                term.load(meta["extra"])
+            else:
+                term.load(model.reference_set_, arrays, path)
+        return model
