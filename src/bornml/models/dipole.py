@@ -22,8 +22,9 @@ class DipoleModel(KernelBECModel):
 
     Parameters
     ----------""" + SOAP_DOC + """
-    tikhonov : float
-        Regularisation ω_p of the dipole weights, relative to tr(Φ_pᵀΦ_p)/n_p.
+    tikhonov : float or None
+        Regularisation ω_p of the dipole weights, relative to tr(Φ_pᵀΦ_p)/n_p; None
+        (default) = chosen by k-fold cross-validation on the training frames.
     charges : dict or None
         Fixed charges q⁰ by element symbol or atomic number (e), e.g. ``{"O": -2, "H": 1}``;
         species not given get the training-set mean of tr(Z_i)/3. Made neutral per frame.
@@ -32,9 +33,9 @@ class DipoleModel(KernelBECModel):
     model_type = "p"
 
     def __init__(self, cutoff=5.0, max_radial=7, max_angular=6, atomic_width=0.3,
-                 cutoff_width=0.5, n_sparse=500, sparse_method="fps", tikhonov=1e-5,
+                 cutoff_width=0.5, n_sparse=500, sparse_method="fps", tikhonov=None,
                  charges=None, max_pool=20000, seed=0, species_channels="auto",
-                 max_memory=None, progress=False):
+                 max_memory=None, cv_folds=5, progress=False):
         self.cutoff = cutoff
         self.max_radial = max_radial
         self.max_angular = max_angular
@@ -48,14 +49,15 @@ class DipoleModel(KernelBECModel):
         self.seed = seed
         self.species_channels = species_channels
         self.max_memory = max_memory
+        self.cv_folds = cv_folds
         self.progress = progress
 
     def _make_terms(self):
         return {"fixed_charges": FixedChargeTerm(self.charges),
                 "dipoles": DipoleTerm(getattr(self, "dipole_route", "auto"))}
 
-    def _omegas(self):
-        return {"dipoles": float(self.tikhonov)}
+    def _omegas(self, values):
+        return {"dipoles": float(values["tikhonov"])}
 
 
 class CombinedModel(KernelBECModel):
@@ -66,24 +68,25 @@ class CombinedModel(KernelBECModel):
     ----------""" + SOAP_DOC + """
     zeta : int
         Exponent ζ of the charge kernel (the dipole kernel is linear).
-    tikhonov : float
+    tikhonov : float or None
         Regularisation ω_q of the charge weights, relative to tr(Φ_qᵀΦ_q)/M.
     dipole_tikhonov : float or None
-        Regularisation ω_p of the dipole weights, relative to tr(Φ_pᵀΦ_p)/n_p; None = the
-        same value as ``tikhonov``.
+        Regularisation ω_p of the dipole weights, relative to tr(Φ_pᵀΦ_p)/n_p.
     regulariser : {"kernel", "identity"}
         Prior of the charge weights: ω_q·wᵀK_MM·w or ω_q·|w|².
-    charge_regularisation : float
+    charge_regularisation : float or None
         λ_q: pulls the charges towards tr(Z_i)/3 of the training data.
+    Regularisation settings left at None (the default) are chosen by k-fold cross-validation
+    on the training frames (:mod:`bornml.models.cross_validation`).
     """
 
     model_type = "q+p"
 
     def __init__(self, cutoff=5.0, max_radial=7, max_angular=6, atomic_width=0.3,
-                 cutoff_width=0.5, zeta=2, n_sparse=500, sparse_method="fps", tikhonov=1e-5,
-                 dipole_tikhonov=None, regulariser="kernel", charge_regularisation=0.0,
+                 cutoff_width=0.5, zeta=2, n_sparse=500, sparse_method="fps", tikhonov=None,
+                 dipole_tikhonov=None, regulariser="kernel", charge_regularisation=None,
                  max_pool=20000, seed=0, species_channels="auto", max_memory=None,
-                 progress=False):
+                 cv_folds=5, progress=False):
         self.cutoff = cutoff
         self.max_radial = max_radial
         self.max_angular = max_angular
@@ -100,15 +103,16 @@ class CombinedModel(KernelBECModel):
         self.seed = seed
         self.species_channels = species_channels
         self.max_memory = max_memory
+        self.cv_folds = cv_folds
         self.progress = progress
 
     def _make_terms(self):
         return {"charges": ChargeTerm(self.zeta, self.regulariser),
                 "dipoles": DipoleTerm(getattr(self, "dipole_route", "auto"))}
 
-    def _omegas(self):
-        omega_p = self.tikhonov if self.dipole_tikhonov is None else self.dipole_tikhonov
-        return {"charges": float(self.tikhonov), "dipoles": float(omega_p)}
+    def _omegas(self, values):
+        return {"charges": float(values["tikhonov"]),
+                "dipoles": float(values["dipole_tikhonov"])}
 
 
 __all__ = ["DipoleModel", "CombinedModel"]

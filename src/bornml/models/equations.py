@@ -36,6 +36,8 @@ class _Part:
         self.charge_a = np.zeros((n_charge, n_charge))
         self.charge_b = np.zeros(n_charge)
         self.offsets = np.zeros((len(species), n))
+        self.trace_targets = np.zeros(len(species))  # Σ_j tr(Z_j)(δ_s(j) − n_s/N)
+        self.trace_gram = np.zeros((len(species), len(species)))  # Σ_j 3 a_s(j) a_t(j)
         self.trace_sums = {z: 0.0 for z in species}
         self.counts = {z: 0 for z in species}
         self.n_rows = 0
@@ -74,6 +76,10 @@ class KernelEquations:
         rows = design.reshape(n_atoms, 3, 3, -1)
         diag = rows[:, 0, 0] + rows[:, 1, 1] + rows[:, 2, 2]  # Φᵀ vec(e_j ⊗ I) per atom j
         total = diag.sum(axis=0)
+        shares = np.stack([(frame.numbers == s) - np.mean(frame.numbers == s)
+                           for s in self.species], axis=1)  # a_s(j) (N, S)
+        part.trace_targets += 3.0 * traces @ shares
+        part.trace_gram += 3.0 * shares.T @ shares
         for k, s in enumerate(self.species):
             mask = frame.numbers == s
             n_s = int(mask.sum())
@@ -103,6 +109,7 @@ class KernelEquations:
             part.b = t.T @ part.b
             part.offsets = part.offsets @ t
         self.blocks, self.n = new_blocks, new_n
+        self.__dict__.pop("_training_parts", None)
         return self
 
     # -- sums -------------------------------------------------------------------------------
@@ -117,6 +124,8 @@ class KernelEquations:
             out.charge_a += p.charge_a
             out.charge_b += p.charge_b
             out.offsets += p.offsets
+            out.trace_targets += p.trace_targets
+            out.trace_gram += p.trace_gram
             out.n_rows += p.n_rows
             for s in self.species:
                 out.trace_sums[s] += p.trace_sums[s]
@@ -127,13 +136,20 @@ class KernelEquations:
         return np.concatenate([np.arange(self.blocks[t].start, self.blocks[t].stop)
                                for t in terms]).astype(int)
 
+    def training_part(self, exclude=None):
+        """Sums over every fold but ``exclude`` (cached)."""
+        cache = self.__dict__.setdefault("_training_parts", {})
+        if exclude not in cache:
+            cache[exclude] = self.total(exclude)
+        return cache[exclude]
+
     def solve(self, terms, regularisers, omegas, charge_regularisation=0.0,
               fixed_charges=None, exclude=None):
         """Weights (in ``terms`` order, concatenated) for the learnt ``terms`` (names).
 
         ``regularisers``/``omegas``: name → R_t matrix / ω_t; ``fixed_charges``: {Z: q⁰} or
         None; ``exclude``: a fold left out (cross-validation)."""
-        eq = self.total(exclude)
+        eq = self.training_part(exclude)
         idx = self.columns(terms)
         a = eq.a[np.ix_(idx, idx)].copy()
         b = eq.b[idx].copy()
@@ -159,8 +175,10 @@ class KernelEquations:
         alone: wᵀA_f w − 2 wᵀ(b_f − Σ q⁰ o_f) + c_f (+ the fixed-charge self term)."""
         part = self.parts[fold]
         idx = self.columns(terms)
-        a, b = part.a[np.ix_(idx, idx)], part.b[idx]
-        if fixed_charges is not None:
-            raise NotImplementedError("cross-validation of the p model uses predictions")
-        sse = float(weights @ a @ weights - 2 * weights @ b + part.c)
+        a, b, c = part.a[np.ix_(idx, idx)], part.b[idx].copy(), part.c
+        if fixed_charges is not None:  # targets z − Σ_s q⁰_s a_s⊗I
+            q0 = np.array([fixed_charges[s] for s in self.species])
+            b -= q0 @ part.offsets[:, idx]
+            c += q0 @ part.trace_gram @ q0 - 2 * q0 @ part.trace_targets
+        sse = float(weights @ a @ weights - 2 * weights @ b + c)
         return max(sse, 0.0), part.n_rows

@@ -36,9 +36,10 @@ class FixedChargeTerm:
         self.charges = None  # {atomic number: q⁰} after fit
 
     def set_from_traces(self, trace_sums, counts):
-        """q⁰ = given, else Σ tr(Z)/3 / count per species (from the equations)."""
-        self.charges = {int(z): self.given.get(int(z), float(trace_sums[z] / counts[z]))
-                        for z in counts}
+        """q⁰ = given, else Σ tr(Z)/3 / count per species (from the equations; 0 for a species
+        with no atoms in them, e.g. a cross-validation fold without it)."""
+        self.charges = {int(z): self.given.get(int(z), float(trace_sums[z] / counts[z])
+                                               if counts[z] else 0.0) for z in counts}
 
     def neutral_charges(self, frame):
         """q⁰' (N,) e, neutral over the frame."""

@@ -35,7 +35,8 @@ def fit_together(models, frames, progress=False):
     start = time.perf_counter()
     proto = CombinedModel(**{k: ref[k] for k in SHARED}, zeta=zetas.pop() if zetas else 2,
                           progress=progress)
-    eqs = proto.prepare(frames).accumulate(frames)
+    folds = max([min(int(m.cv_folds), len(frames)) for m in models if m._needs_cv()] or [1])
+    eqs = proto.prepare(frames).accumulate(frames, n_folds=folds)
     shared = time.perf_counter() - start
     for model in models:
         model.fit_equations(eqs)

@@ -14,6 +14,8 @@ any terms and any ω_q, ω_p, λ_q). The monopole (q), dipole (p) and combined (
 presets that only choose the terms (:mod:`bornml.models.monopole`, :mod:`bornml.models.dipole`).
 """
 
+import warnings
+
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -21,12 +23,16 @@ from ..descriptors.soap import SoapSettings
 from ..memory import FLOAT, check_memory
 from .charge_term import ChargeTerm
 from .dipole_term import DipoleTerm
+from .cross_validation import FALLBACK, choose_regularisation
 from .equations import KernelEquations
 from .fixed_charge_term import FixedChargeTerm
 from .params import ParamsMixin
 from .reference_set import ReferenceSet
 from .sparsify import METHODS
 from .training_data import predict_frames, training_species
+
+#: regularisation settings; None = chosen by cross-validation in fit
+REGULARISATION = ("tikhonov", "dipole_tikhonov", "charge_regularisation")
 
 #: settings that shape the descriptor, the references and the design columns
 SHARED = ("cutoff", "max_radial", "max_angular", "atomic_width", "cutoff_width", "n_sparse",
@@ -44,8 +50,8 @@ class KernelBECModel(ParamsMixin):
         """{name: unfitted term} in design-column order (fixed charges have no columns)."""
         raise NotImplementedError
 
-    def _omegas(self):
-        """{learnt term name: ω}."""
+    def _omegas(self, values):
+        """{learnt term name: ω} from the regularisation ``values``."""
         raise NotImplementedError
 
     # -- settings ---------------------------------------------------------------------------
@@ -74,7 +80,8 @@ class KernelBECModel(ParamsMixin):
         """Fit to the Born charges ``frame.arrays["bec"]`` (N, 3, 3) e of ``frames``."""
         frames = list(frames)
         self.prepare(frames)
-        self.solve(self.accumulate(frames))
+        folds = min(int(self.cv_folds), len(frames)) if self._needs_cv() else 1
+        self.solve(self.accumulate(frames, n_folds=folds))
         self.n_train_frames_ = len(frames)
         return self
 
@@ -155,6 +162,9 @@ class KernelBECModel(ParamsMixin):
             term.adopt(eqs.prepared_terms[name])
         self.reference_set_ = eqs.reference_set
         self.terms_ = terms
+        if self._needs_cv() and len(eqs.parts) < 2:
+            raise ValueError("these equations have one fold: give the regularisation "
+                             "explicitly or accumulate(frames, n_folds=k)")
         self.solve(eqs)
         self.n_train_frames_ = eqs.n_frames
         return self
@@ -162,19 +172,46 @@ class KernelBECModel(ParamsMixin):
     def _regularisers(self):
         return {t.name: t.regulariser_matrix() for t in self._learnt()}
 
-    def solve(self, eqs, exclude=None):
-        """Set the weights from accumulated equations with the current ω and λ_q settings
-        (``exclude``: leave one cross-validation fold out)."""
-        learnt = self._learnt()
+    def _given_regularisation(self):
+        """{setting: value or None (= choose by cross-validation)} of this preset."""
+        return {k: getattr(self, k) for k in REGULARISATION if k in self._get_param_names()}
+
+    def _needs_cv(self):
+        return any(v is None for v in self._given_regularisation().values())
+
+    def _solve_weights(self, eqs, values, exclude=None):
+        """(weights, fixed charges or None) for regularisation ``values``."""
         fixed = self.terms_.get("fixed_charges")
+        charges = None
         if fixed is not None:
-            total = eqs.total(exclude)
-            fixed.set_from_traces(total.trace_sums, total.counts)
-        w = eqs.solve([t.name for t in learnt], self._regularisers(), self._omegas(),
-                      float(getattr(self, "charge_regularisation", 0.0) or 0.0),
-                      None if fixed is None else fixed.charges, exclude)
+            part = eqs.training_part(exclude)
+            fixed.set_from_traces(part.trace_sums, part.counts)
+            charges = dict(fixed.charges)
+        if not hasattr(self, "_regularisers_cache"):
+            self._regularisers_cache = self._regularisers()
+        w = eqs.solve([t.name for t in self._learnt()], self._regularisers_cache,
+                      self._omegas(values), float(values.get("charge_regularisation") or 0.0),
+                      charges, exclude)
+        return w, charges
+
+    def solve(self, eqs):
+        """Set the weights from accumulated equations. Regularisation settings left at None
+        are chosen by k-fold cross-validation on the equations' folds (see
+        :mod:`bornml.models.cross_validation`); the choice is ``regularisation_`` and the
+        CV curve ``cv_curve_``."""
+        self.__dict__.pop("_regularisers_cache", None)
+        given = self._given_regularisation()
+        if self._needs_cv() and len(eqs.parts) < 2:
+            warnings.warn(f"{type(self).__name__}: cross-validation needs ≥ 2 folds of frames; "
+                          f"using {FALLBACK} for the settings left at None")
+            values, curve = {k: FALLBACK[k] if v is None else v for k, v in given.items()}, []
+        else:
+            values, curve = choose_regularisation(self, eqs, given)
+        self.regularisation_ = values
+        self.cv_curve_ = curve
+        w, _ = self._solve_weights(eqs, values)
         start = 0
-        for term in learnt:
+        for term in self._learnt():
             n = term.n_columns()
             term.set_weights(w[start:start + n])
             start += n

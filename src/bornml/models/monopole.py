@@ -38,6 +38,9 @@ SOAP_DOC = """
         Largest memory (bytes, or "4GB", "500MB") one step may allocate; None = 80 % of the
         memory available when the step starts. A step that would need more stops before
         allocating, with :class:`bornml.errors.MemoryLimitError` naming the setting to change.
+    cv_folds : int
+        Folds of the cross-validation that chooses regularisation settings left at None
+        (frames dealt round-robin; the normal equations are accumulated once).
     progress : bool
         Show progress bars."""
 
@@ -49,20 +52,22 @@ class MonopoleModel(KernelBECModel):
     ----------""" + SOAP_DOC + """
     zeta : int
         Kernel exponent ζ in (x̂_i · x̂_k)^ζ.
-    tikhonov : float
-        Regularisation ω_q, relative to tr(Φ_qᵀΦ_q)/M (dimensionless).
+    tikhonov : float or None
+        Regularisation ω_q, relative to tr(Φ_qᵀΦ_q)/M (dimensionless); None (default) =
+        chosen by k-fold cross-validation on the training frames.
     regulariser : {"kernel", "identity"}
         ω·wᵀK_MM·w (the Gaussian-process prior of a sparse kernel model) or ω·|w|².
-    charge_regularisation : float
-        λ_q: weight of Σ_i (q'_i − tr(Z_i)/3)² relative to the Born-charge residual.
+    charge_regularisation : float or None
+        λ_q: weight of Σ_i (q'_i − tr(Z_i)/3)² relative to the Born-charge residual; None
+        (default) = chosen by cross-validation.
     """
 
     model_type = "q"
 
     def __init__(self, cutoff=5.0, max_radial=7, max_angular=6, atomic_width=0.3,
-                 cutoff_width=0.5, zeta=2, n_sparse=500, sparse_method="fps", tikhonov=1e-5,
-                 regulariser="kernel", charge_regularisation=0.0, max_pool=20000, seed=0,
-                 species_channels="auto", max_memory=None, progress=False):
+                 cutoff_width=0.5, zeta=2, n_sparse=500, sparse_method="fps", tikhonov=None,
+                 regulariser="kernel", charge_regularisation=None, max_pool=20000, seed=0,
+                 species_channels="auto", max_memory=None, cv_folds=5, progress=False):
         self.cutoff = cutoff
         self.max_radial = max_radial
         self.max_angular = max_angular
@@ -78,13 +83,14 @@ class MonopoleModel(KernelBECModel):
         self.seed = seed
         self.species_channels = species_channels
         self.max_memory = max_memory
+        self.cv_folds = cv_folds
         self.progress = progress
 
     def _make_terms(self):
         return {"charges": ChargeTerm(self.zeta, self.regulariser)}
 
-    def _omegas(self):
-        return {"charges": float(self.tikhonov)}
+    def _omegas(self, values):
+        return {"charges": float(values["tikhonov"])}
 
 
 __all__ = ["MonopoleModel", "asr_corrected", "REGULARISERS"]
