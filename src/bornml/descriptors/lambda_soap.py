@@ -69,17 +69,18 @@ def n_vector_features(n_species, max_radial, max_angular):
     return max_angular * sn * sn
 
 
-def vector_features(coefficients, max_angular):
-    """X (N, 3, F) from coefficients (N, S, n, LM) (not normalised)."""
-    c, ts, _ = _blocks(coefficients, max_angular)
+def vector_features(coefficients, max_angular, blocks=None):
+    """X (N, 3, F) from coefficients (N, S, n, LM) (not normalised); ``blocks``: the
+    result of ``_blocks(coefficients, max_angular)`` when the caller has it."""
+    c, ts, _ = blocks or _blocks(coefficients, max_angular)
     out = [np.matmul(c[:, None, :, l * l:(l + 1) ** 2], ts[l]).reshape(len(c), 3, -1)
            for l in range(max_angular)]
     return np.concatenate(out, axis=2)
 
 
-def vector_features_vjp(coefficients, u, max_angular):
+def vector_features_vjp(coefficients, u, max_angular, blocks=None):
     """∂(u_i · X_i[a])/∂c_i for a = x, y, z: u (N, F) → adjoint (3, N, S, n, LM)."""
-    c, ts, rs = _blocks(coefficients, max_angular)
+    c, ts, rs = blocks or _blocks(coefficients, max_angular)
     n_atoms, sn = c.shape[:2]
     adj = np.zeros((3,) + c.shape)
     ublocks = u.reshape(n_atoms, max_angular, sn, sn)

@@ -25,7 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ._kernels import accumulate_density, pull_back_to_pairs
+from ._kernels import accumulate_density, pull_back_many_to_pairs, pull_back_to_pairs
 from .neighbors import neighbor_list
 from .radial import RadialBasis
 
@@ -148,6 +148,16 @@ class FrameExpansion:
         flat = np.ascontiguousarray(adjoint.reshape((n_atoms * S,) + adjoint.shape[2:]))
         return pull_back_to_pairs(flat, self._segment, self._fr, self._dfr, self._y, self._dy,
                                   self._unit)
+
+
+    def pair_vjp_many(self, adjoints):
+        """:meth:`pair_vjp` of K adjoints (K, N, C, n, LM) at once → (K, P, 3)."""
+        if self.mixing is not None:
+            adjoints = np.einsum("cs,kicnl->kisnl", self.mixing, adjoints)
+        k, n_atoms, S = adjoints.shape[:3]
+        flat = np.ascontiguousarray(adjoints.reshape((k, n_atoms * S) + adjoints.shape[3:]))
+        return pull_back_many_to_pairs(flat, self._segment, self._fr, self._dfr, self._y,
+                                       self._dy, self._unit)
 
 
 _Y00 = 0.5 / np.sqrt(np.pi)

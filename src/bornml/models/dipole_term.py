@@ -18,8 +18,8 @@ rule exactly. ζ_p = 1 only (a product with the scalar kernel is not implemented
 
 import numpy as np
 
-from ..descriptors.lambda_soap import (atom_jacobian, n_vector_features, vector_features,
-                                       vector_features_vjp)
+from ..descriptors.lambda_soap import (_blocks, atom_jacobian, n_vector_features,
+                                       vector_features, vector_features_vjp)
 from ..memory import FLOAT
 from .bec_assembly import _pair_to_atom
 
@@ -151,17 +151,18 @@ class DipoleTerm:
     def dipoles_and_pair_gradients(self, ctx):
         """p (N, 3) e·Å and G (P, 3, 3), G_p[a, b] = ∂p_{i_p,a}/∂d_{p,b} (e)."""
         fe, xhat, norms = ctx
+        L = self.refs.settings.max_angular
         u = np.stack([self.weights[z] for z in self.refs.species])[fe.species_index]  # (N, F)
-        xvec = self._vector_features(ctx)
+        blocks = _blocks(fe.coefficients, L)
+        xvec = vector_features(fe.coefficients, L, blocks) / norms[:, None, None]
         dipoles = np.einsum("iaf,if->ia", xvec, u)
-        adj = vector_features_vjp(fe.coefficients, u, self.refs.settings.max_angular) / \
+        adj = vector_features_vjp(fe.coefficients, u, L, blocks) / \
             norms[None, :, None, None, None]
         self_term = fe.norm_pair_gradients(xhat)
         centers = fe.pairs.centers
-        grads = np.empty((len(centers), 3, 3))
-        for a in range(3):
-            grads[:, a] = fe.pair_vjp(adj[a]) - \
-                (dipoles[centers, a] / norms[centers])[:, None] * self_term
+        pulled = fe.pair_vjp_many(adj)  # (3, P, 3): all three components in one pass
+        grads = pulled.transpose(1, 0, 2) - \
+            (dipoles[centers] / norms[centers, None])[:, :, None] * self_term[:, None, :]
         return dipoles, grads
 
     def bec(self, ctx, frame):
