@@ -73,7 +73,9 @@ def model_for(system, model_type, n_sparse=None):
         return bornml.DipoleModel(**hypers), hypers
     if model_type == "q+p":
         hypers.update(COMBINED[system])
+        hypers["dipole_tikhonov"] = hypers["tikhonov"]
         return bornml.CombinedModel(**hypers), hypers
+    hypers["charge_regularisation"] = 0.0
     return bornml.MonopoleModel(**hypers), hypers
 
 
@@ -102,9 +104,17 @@ def load_split(system, n_train):
 
 
 def _label(record):
-    """Curve label: the model type, plus the training-time budget of MACE records."""
+    """Curve label: the model type, plus the training-time budget of MACE records and
+    "(CV)" for regularisation chosen by cross-validation."""
     budget = record.get("hypers", {}).get("max_time")
-    return record["model"] if budget is None else f"{record['model']} ({budget:g} s)"
+    label = record["model"] if budget is None else f"{record['model']} ({budget:g} s)"
+    return label + (" (CV)" if record.get("regularisation") == "cv" else "")
+
+
+def cross_validated(model):
+    """The same model with every regularisation setting left to cross-validation."""
+    names = ("tikhonov", "dipole_tikhonov", "charge_regularisation")
+    return model.set_params(**{k: None for k in names if k in model.get_params()})
 
 
 def plot(records, path):
@@ -152,6 +162,10 @@ def main():
     parser.add_argument("--sizes", nargs="+", type=int,
                         help="training-set sizes (default 5 10 20 40 80; quartz adds 160)")
     parser.add_argument("--n-sparse", type=int, help="override n_sparse for all systems")
+    parser.add_argument("--regularisation", nargs="+", default=["tuned"],
+                        choices=["tuned", "cv"],
+                        help="tuned: the settings above; cv: chosen by 5-fold cross-validation "
+                             "on the training frames (both from one pass over the data)")
     parser.add_argument("--figure", default=str(Path(__file__).parent / "out" /
                                                 "learning_curve.png"))
     parser.add_argument("--replot", metavar="JSONL",
@@ -184,15 +198,19 @@ def main():
             idx = training_subset(pool, size)
             train = [frames[i] for i in idx]
             start = time.perf_counter()
-            models = fit_together([model_for(system, m, args.n_sparse)[0] for m in args.models],
-                                  train)
+            runs = [(m, reg) for reg in args.regularisation for m in args.models]
+            models = [model_for(system, m, args.n_sparse)[0] for m, _ in runs]
+            models = [cross_validated(mod) if reg == "cv" else mod
+                      for mod, (_, reg) in zip(models, runs)]
+            models = fit_together(models, train)
             together_s = time.perf_counter() - start
-            for model_type, model in zip(args.models, models):
+            for (model_type, reg), model in zip(runs, models):
                 hypers = model.get_params()
                 tr = bec_errors(train, model.predict(train))
                 te = bec_errors(held, model.predict(held))
                 records.append(emit({
                     "benchmark": "learning_curve", "system": system, "model": model_type,
+                    "regularisation": reg, "chosen": model.regularisation_,
                     "n_train": len(idx), "n_test": len(test), "test_frames": test.tolist(),
                     "train_rmse": tr["rmse"], "train_nrmse": tr["nrmse"],
                     "test_rmse": te["rmse"], "test_nrmse": te["nrmse"], "test_std": te["std"],

@@ -58,7 +58,7 @@ def scan(model, train, evaluation, omegas, lambdas, species):
     z = atomic_numbers[species]
     for omega in omegas:
         for lam in lambdas:
-            model.tikhonov, model.charge_regularisation = omega, lam
+            model.set_params(tikhonov=omega, dipole_tikhonov=omega, charge_regularisation=lam)
             start = time.perf_counter()
             model.solve(eqs)
             solve_s = time.perf_counter() - start

@@ -80,8 +80,7 @@ class KernelBECModel(ParamsMixin):
         """Fit to the Born charges ``frame.arrays["bec"]`` (N, 3, 3) e of ``frames``."""
         frames = list(frames)
         self.prepare(frames)
-        folds = min(int(self.cv_folds), len(frames)) if self._needs_cv() else 1
-        self.solve(self.accumulate(frames, n_folds=folds))
+        self.solve(self.accumulate(frames))
         self.n_train_frames_ = len(frames)
         return self
 
@@ -102,11 +101,15 @@ class KernelBECModel(ParamsMixin):
         self.terms_ = terms
         return self
 
-    def accumulate(self, frames, n_folds=1):
+    def accumulate(self, frames, n_folds=None):
         """Normal equations of ``frames`` for the prepared terms
-        (:class:`~bornml.models.equations.KernelEquations`); solve with :meth:`solve` as
-        often as wanted (``model.set_params(tikhonov=ω).solve(eqs)``)."""
+        (:class:`~bornml.models.equations.KernelEquations`), in ``n_folds`` parts (default:
+        ``cv_folds`` when a regularisation setting is left to cross-validation, else 1);
+        solve with :meth:`solve` as often as wanted
+        (``model.set_params(tikhonov=ω).solve(eqs)``)."""
         frames = list(frames)
+        if n_folds is None:
+            n_folds = min(int(self.cv_folds), len(frames)) if self._needs_cv() else 1
         learnt = self._learnt()
         raw = [t.n_raw_columns() if hasattr(t, "n_raw_columns") else t.n_columns()
                for t in learnt]
