@@ -72,6 +72,14 @@ def g2_frames(n_molecules=40, seed=0):
     return frames[:n_molecules]
 
 
+def split_by_molecule(frames, every=10):
+    """Hold out every ``every``-th molecule (all its conformers): unseen molecules."""
+    names = list(dict.fromkeys(f.info.get("molecule") for f in frames))
+    held = set(names[every // 2::every])
+    return ([f for f in frames if f.info.get("molecule") not in held],
+            [f for f in frames if f.info.get("molecule") in held])
+
+
 def split(frames, fraction=0.1):
     n_test = max(1, int(round(fraction * len(frames))))
     test = set(np.linspace(0, len(frames) - 1, n_test).round().astype(int).tolist())
@@ -94,14 +102,17 @@ def species_mean_rmse(train, test):
     return float(np.sqrt(np.mean(np.concatenate(err) ** 2)))
 
 
-def run_one(data, model_type, channels, n_sparse, elements):
+def run_one(data, model_type, channels, n_sparse, elements, by_molecule=False):
     """Fit and evaluate one model in this process; returns the record."""
     import bornml
     from bornml.models.monopole import asr_corrected
 
     frames = {"crystals": lambda: crystal_frames(elements), "xtb": xtb_frames,
               "g2": g2_frames}[data]()
-    train, test = (frames, frames[:4]) if data == "g2" else split(frames)
+    if data == "g2":
+        train, test = frames, frames[:4]
+    else:
+        train, test = split_by_molecule(frames) if by_molecule else split(frames)
     cls = {"q": bornml.MonopoleModel, "p": bornml.DipoleModel,
            "q+p": bornml.CombinedModel}[model_type]
     kw = {} if model_type == "p" else {"zeta": 2}
@@ -134,6 +145,7 @@ def run_one(data, model_type, channels, n_sparse, elements):
     record = {
         "benchmark": "many_species", "data": data, "model": model_type,
         "species_channels": channels, "n_species": len(species),
+        "split": "molecules" if by_molecule else "frames",
         "n_train": len(train), "n_test": len(test),
         "atoms_train": int(sum(len(f) for f in train)),
         "n_sparse": n_sparse, "D": model.n_features(),
@@ -164,17 +176,21 @@ def main():
     parser.add_argument("--n-sparse", type=int, default=500)
     parser.add_argument("--elements", type=int, default=12,
                         help="crystals: keep those made of the N most frequent elements (12)")
+    parser.add_argument("--split", default="frames", choices=["frames", "molecules"],
+                        help="xtb: hold out 10 %% of the frames (evenly spaced), or every 10th "
+                             "molecule with all its conformers (unseen molecules)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one in this process
     args = parser.parse_args()
     if args.one:
         data, model_type, channels = json.loads(args.one)
-        emit(run_one(data, model_type, channels, args.n_sparse, args.elements))
+        emit(run_one(data, model_type, channels, args.n_sparse, args.elements,
+                     args.split == "molecules"))
         return
     for data in args.data:
         for channels in args.channels:
             for model_type in args.models:
                 cmd = [sys.executable, __file__, "--n-sparse", str(args.n_sparse),
-                       "--elements", str(args.elements),
+                       "--elements", str(args.elements), "--split", args.split,
                        "--one", json.dumps([data, model_type, channels])]
                 out = subprocess.run(cmd, capture_output=True, text=True)
                 lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]

@@ -326,3 +326,50 @@ def test_cli_parser_does_not_import_torch():
             "print(int('torch' in sys.modules), int('mace' in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["0", "0"]
+
+
+# -- flags that do not apply, and values that cannot work, are refused before any work -------------
+
+def _usage_failure(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in argv])
+    return exc.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model, flags, named", [
+    ("p", ["--zeta", "3"], "--zeta"),
+    ("p", ["--charge-regularisation", "0.1"], "--charge-regularisation"),
+    ("p", ["--regulariser", "identity"], "--regulariser"),
+    ("q", ["--charges", "Si=4,O=-2"], "--charges"),
+    ("q", ["--dipole-tikhonov", "1e-5"], "--dipole-tikhonov"),
+    ("q+p", ["--charges", "Si=4,O=-2"], "--charges"),
+    ("mace-q", ["--cutoff", "4"], "--cutoff"),
+    ("mace-q", ["--n-sparse", "10"], "--n-sparse"),
+    ("mace-p", ["--tikhonov", "1e-5"], "--tikhonov"),
+    ("q", ["--r-max", "4"], "--r-max"),
+    ("q+p", ["--max-epochs", "3"], "--max-epochs"),
+])
+def test_flags_that_do_not_apply_are_refused(model, flags, named, tmp_path, capsys):
+    out = tmp_path / "m.npz"
+    code, err = _usage_failure(["train", shipped_data_path(), "-o", out, "--model", model,
+                                *flags], capsys)
+    assert code == 2 and named in err and model in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--n-sparse", "0"], "n_sparse"), (["--n-sparse", "-5"], "n_sparse"),
+    (["--tikhonov", "-1"], "tikhonov"), (["--cutoff", "-1"], "cutoff"),
+    (["--zeta", "0"], "zeta"), (["--max-memory", "lots"], "max_memory"),
+    (["--cv-folds", "1"], "cv_folds"),
+])
+def test_values_that_cannot_work_are_refused(flags, named, tmp_path, capsys):
+    code, err = _usage_failure(["train", shipped_data_path(), "-o", tmp_path / "m.npz",
+                                *flags], capsys)
+    assert code == 2 and named in err
+
+
+def test_train_reports_the_cross_validated_choice(trained):
+    summary = json.loads(trained["stdout"])
+    assert set(summary["regularisation"]) == {"tikhonov", "charge_regularisation"}
+    assert "cross-validation" in trained["stderr"]

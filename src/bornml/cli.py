@@ -32,31 +32,109 @@ def _add_predict_options(p):
     _add_data_options(p)
 
 
+KERNEL = ("q", "p", "q+p")
+MACE = ("mace-q", "mace-p", "mace-q+p")
+
+#: kernel-model flags: argparse dest → (flag, model types it applies to, default). Defaults
+#: are None in the parser so that a flag given explicitly can be told from one left out;
+#: a flag given for a model it does not apply to is refused (exit 2), never ignored.
+KERNEL_OPTIONS = {
+    "cutoff": ("--cutoff", KERNEL, 5.0),
+    "max_radial": ("--max-radial", KERNEL, 7),
+    "max_angular": ("--max-angular", KERNEL, 6),
+    "atomic_width": ("--atomic-width", KERNEL, 0.3),
+    "cutoff_width": ("--cutoff-width", KERNEL, 0.5),
+    "zeta": ("--zeta", ("q", "q+p"), 2),
+    "n_sparse": ("--n-sparse", KERNEL, 500),
+    "sparse_method": ("--sparse-method", KERNEL, "fps"),
+    "tikhonov": ("--tikhonov", KERNEL, None),
+    "dipole_tikhonov": ("--dipole-tikhonov", ("q+p",), None),
+    "regulariser": ("--regulariser", ("q", "q+p"), "kernel"),
+    "charge_regularisation": ("--charge-regularisation", ("q", "q+p", "mace-q", "mace-q+p"),
+                              None),
+    "charges": ("--charges", ("p",), None),
+    "species_channels": ("--species-channels", KERNEL, "auto"),
+    "max_memory": ("--max-memory", KERNEL, None),
+    "cv_folds": ("--cv-folds", KERNEL, 5),
+}
+
+
+def _species_channels(text):
+    if text in ("auto", "none"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expects 'auto', 'none' or a number of channels")
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be ≥ 1")
+    return value
+
+
 def _add_model_options(p):
     g = p.add_argument_group("kernel model hyper-parameters (q, p, q+p)")
-    g.add_argument("--cutoff", type=float, default=5.0, help="environment radius in Å (5.0)")
-    g.add_argument("--max-radial", type=int, default=7, help="radial basis size − 1 (7)")
-    g.add_argument("--max-angular", type=int, default=6, help="largest l of the expansion (6)")
-    g.add_argument("--atomic-width", type=float, default=0.3,
+    g.add_argument("--cutoff", type=float, help="environment radius in Å (5.0)")
+    g.add_argument("--max-radial", type=int, help="radial basis size − 1 (7)")
+    g.add_argument("--max-angular", type=int, help="largest l of the expansion (6)")
+    g.add_argument("--atomic-width", type=float,
                    help="Gaussian width of the atomic density in Å (0.3)")
-    g.add_argument("--cutoff-width", type=float, default=0.5,
-                   help="width of the smooth cut-off in Å (0.5)")
-    g.add_argument("--zeta", type=int, default=2,
-                   help="exponent ζ of the charge kernel (2); the dipole kernel is linear")
-    g.add_argument("--n-sparse", type=int, default=500,
-                   help="reference environments per species (500)")
-    g.add_argument("--sparse-method", default="fps", choices=("fps", "cur", "random"),
+    g.add_argument("--cutoff-width", type=float, help="width of the smooth cut-off in Å (0.5)")
+    g.add_argument("--zeta", type=int,
+                   help="q, q+p: exponent ζ of the charge kernel (2); the dipole kernel is "
+                        "linear")
+    g.add_argument("--n-sparse", type=int, help="reference environments per species (500)")
+    g.add_argument("--sparse-method", choices=("fps", "cur", "random"),
                    help="how reference environments are chosen (fps)")
-    g.add_argument("--tikhonov", type=float, default=1e-5,
-                   help="regularisation ω relative to tr(ΦᵀΦ)/M (1e-5)")
-    g.add_argument("--regulariser", default="kernel", choices=("kernel", "identity"),
-                   help="ω·wᵀK_MM·w ('kernel', default) or ω·|w|² ('identity')")
-    g.add_argument("--charge-regularisation", type=float, default=0.0,
-                   help="λ_q, pulls charges towards tr(Z_DFT)/3 (0)")
+    g.add_argument("--tikhonov", type=float,
+                   help="regularisation ω relative to tr(ΦᵀΦ)/M: of the charges (q, q+p) or "
+                        "of the dipoles (p) (default: chosen by cross-validation on the "
+                        "training frames)")
+    g.add_argument("--dipole-tikhonov", type=float,
+                   help="q+p: regularisation ω_p of the dipoles (default: cross-validation)")
+    g.add_argument("--regulariser", choices=("kernel", "identity"),
+                   help="q, q+p: ω·wᵀK_MM·w ('kernel', default) or ω·|w|² ('identity')")
+    g.add_argument("--charge-regularisation", type=float,
+                   help="λ_q, pulls charges towards tr(Z_DFT)/3 (q, q+p: default chosen by "
+                        "cross-validation; mace-q, mace-q+p: default 0)")
     g.add_argument("--charges", metavar="EL=Q,...",
-                   help="fixed charges of the p model in e, e.g. 'Zr=4,O=-2' (default: the "
-                        "training mean of tr(Z)/3 per species)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (0)")
+                   help="p: fixed charges in e, e.g. 'Zr=4,O=-2' (default: the training mean "
+                        "of tr(Z)/3 per species)")
+    g.add_argument("--species-channels", type=_species_channels,
+                   help="density channels: 'none' = one per element, N = N mixed "
+                        "pseudo-species, 'auto' = one per element up to 4 species, 4 above "
+                        "(auto)")
+    g.add_argument("--max-memory", metavar="SIZE",
+                   help="largest memory one step may allocate, e.g. '8GB' (default 80 %% of "
+                        "the available memory); a step that needs more stops before starting")
+    g.add_argument("--cv-folds", type=int,
+                   help="folds of the cross-validation that chooses ω and λ_q (5)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+
+
+def _check_applicable(args):
+    """Refuse (exit 2) every flag given for a model type it does not apply to."""
+    from .models.mace_options import MACE_OPTIONS
+
+    for dest, (flag, models, _) in KERNEL_OPTIONS.items():
+        if getattr(args, dest, None) is not None and args.model not in models:
+            _usage_error(f"{flag} does not apply to --model {args.model} (it applies to "
+                         f"{', '.join(models)})")
+    for dest, (flag, default) in MACE_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is not None and value != default and args.model not in MACE:
+            _usage_error(f"{flag} does not apply to --model {args.model} (MACE models only)")
+
+
+def _kernel_settings(args):
+    """The kernel options of --model, with the defaults of the flags left out."""
+    out = {}
+    for dest, (_, models, default) in KERNEL_OPTIONS.items():
+        if args.model in models:
+            value = getattr(args, dest, None)
+            out[dest] = default if value is None else value
+    if out.get("species_channels") == "none":
+        out["species_channels"] = None
+    return out
 
 
 def _add_mace_options(p):
@@ -113,6 +191,7 @@ def _usage_error(message):
 
 def _build_model(args):
     """The estimator named by --model with the command-line settings."""
+    _check_applicable(args)
     if args.model.startswith("mace-"):
         try:
             from .models.mace_model import model_from_cli_args
@@ -122,15 +201,17 @@ def _build_model(args):
     from .models.dipole import CombinedModel, DipoleModel
     from .models.monopole import MonopoleModel
 
-    soap = dict(cutoff=args.cutoff, max_radial=args.max_radial, max_angular=args.max_angular,
-                atomic_width=args.atomic_width, cutoff_width=args.cutoff_width,
-                n_sparse=args.n_sparse, sparse_method=args.sparse_method,
-                tikhonov=args.tikhonov, seed=args.seed, progress=not args.no_progress)
-    if args.model == "p":
-        return DipoleModel(charges=_parse_charges(args.charges), **soap)
-    cls = CombinedModel if args.model == "q+p" else MonopoleModel
-    return cls(zeta=args.zeta, regulariser=args.regulariser,
-               charge_regularisation=args.charge_regularisation, **soap)
+    settings = _kernel_settings(args)
+    settings.update(seed=args.seed, progress=not args.no_progress)
+    if "charges" in settings:
+        settings["charges"] = _parse_charges(settings["charges"])
+    cls = {"q": MonopoleModel, "p": DipoleModel, "q+p": CombinedModel}[args.model]
+    try:
+        model = cls(**settings)
+        model._check_settings()
+    except ValueError as err:
+        _usage_error(str(err))
+    return model
 
 
 def cmd_train(args):
@@ -155,6 +236,14 @@ def cmd_train(args):
     fit_seconds = time.perf_counter() - start
     summary = {"data": str(args.data), "train_frames": train_idx.tolist(),
                "test_frames": test.tolist(), "fit_seconds": fit_seconds}
+    if getattr(model, "regularisation_", None) is not None:
+        summary["regularisation"] = model.regularisation_
+        if model.cv_curve_:
+            best = min(c["cv_rmse"] for c in model.cv_curve_)
+            chosen = ", ".join(f"{k} {v:g}" for k, v in model.regularisation_.items())
+            print(f"regularisation by {model.cv_folds}-fold "
+                  f"cross-validation on the training frames: {chosen} (CV RMSE {best:.4f} e, "
+                  f"{len(model.cv_curve_)} settings tried)", file=sys.stderr)
     summary["train"] = bec_errors(train, model.predict(train))
     print(_report(summary["train"], "train"), file=sys.stderr)
     if held:
@@ -166,7 +255,10 @@ def cmd_train(args):
 
             parity_plot(held, predictions, args.parity, title=f"held-out frames of {args.data}")
     model.training_summary_ = {k: summary[k] for k in ("data", "train_frames", "test_frames",
-                                                       "fit_seconds")}
+                                                       "fit_seconds", "regularisation")
+                               if k in summary}
+    if getattr(model, "cv_curve_", None):
+        model.training_summary_["cv_curve"] = model.cv_curve_
     model.training_summary_["train_rmse"] = summary["train"]["rmse"]
     if held:
         model.training_summary_["test_rmse"] = summary["test"]["rmse"]

@@ -6,7 +6,7 @@ of squared Born-charge errors follows from its own sums (wᵀA_f w − 2wᵀb_f 
 over the data serves every fold and every grid point (:mod:`bornml.models.equations`).
 
 Searched (a setting given explicitly is held fixed):
-- ω_q, ω_p ∈ 10^-9 … 10^-1 (one decade apart), λ_q ∈ {0, 0.01, 0.1, 1};
+- ω_q, ω_p ∈ 10^-9 … 10^0 (one decade apart), λ_q ∈ {0, 0.01, 0.1, 1};
 - q: the full ω_q × λ_q grid; p: ω_p; q+p: first a common ω (ω_q = ω_p, λ_q = 0 or its
   given value), then ω_p with ω_q fixed, then ω_q with ω_p fixed, then λ_q — a coordinate
   search of ~30 solves per fold instead of the 9·9·4 grid.
@@ -15,7 +15,7 @@ The choice minimises the CV RMSE; ties go to the larger regularisation.
 
 import numpy as np
 
-OMEGAS = tuple(10.0 ** k for k in range(-9, 0))
+OMEGAS = tuple(10.0 ** k for k in range(-9, 1))
 LAMBDAS = (0.0, 0.01, 0.1, 1.0)
 FALLBACK = {"tikhonov": 1e-5, "dipole_tikhonov": 1e-5, "charge_regularisation": 0.0}
 

@@ -20,7 +20,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..descriptors.soap import SoapSettings
-from ..memory import FLOAT, check_memory
+from ..descriptors.species_channels import species_mixing
+from ..memory import FLOAT, check_memory, parse_bytes
 from .charge_term import ChargeTerm
 from .dipole_term import DipoleTerm
 from .cross_validation import FALLBACK, choose_regularisation
@@ -63,10 +64,24 @@ class KernelBECModel(ParamsMixin):
                             cutoff_width=float(self.cutoff_width))
 
     def _check_settings(self):
+        """ValueError naming the setting for values that cannot work."""
         if self.sparse_method not in METHODS:
             raise ValueError(f"sparse_method must be one of {METHODS}, got {self.sparse_method!r}")
-        if self.cutoff_width >= self.cutoff:
-            raise ValueError("cutoff_width must be smaller than cutoff")
+        if not self.cutoff > 0:
+            raise ValueError(f"cutoff must be positive (Å), got {self.cutoff}")
+        if not 0 <= self.cutoff_width < self.cutoff:
+            raise ValueError(f"cutoff_width must be ≥ 0 and smaller than cutoff, got "
+                             f"{self.cutoff_width}")
+        if int(self.n_sparse) != self.n_sparse or self.n_sparse < 1:
+            raise ValueError(f"n_sparse must be a positive integer, got {self.n_sparse}")
+        if int(self.cv_folds) != self.cv_folds or self.cv_folds < 2:
+            raise ValueError(f"cv_folds must be an integer ≥ 2, got {self.cv_folds}")
+        for name, value in self._given_regularisation().items():
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name} must be ≥ 0 or None (cross-validation), got {value}")
+        parse_bytes(self.max_memory)
+        species_mixing((1,), self.species_channels)  # checks the value
+        self._make_terms()  # the terms check their own settings (ζ, regulariser, charges)
 
     def _check_memory(self, n_bytes, what, hint):
         """Stop before a step that needs more than ``max_memory`` (see :mod:`bornml.memory`)."""

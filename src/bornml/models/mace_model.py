@@ -295,7 +295,7 @@ def model_from_cli_args(head, args):
     get = lambda name, default: getattr(args, name, default) if getattr(
         args, name, None) is not None else default
     return MaceBECModel(
-        head=head, r_max=float(get("cutoff", 5.0)), num_channels=get("mace_channels", 16),
+        head=head, r_max=float(get("r_max", 5.0)), num_channels=get("mace_channels", 16),
         max_ell=get("mace_max_ell", 2), correlation=get("mace_correlation", 2),
         charge_regularisation=float(get("charge_regularisation", 0.0)),
         max_epochs=get("max_epochs", 200), learning_rate=get("learning_rate", 5e-3),

@@ -2,10 +2,23 @@
 and the kernel-model commands never import torch or mace."""
 
 
+#: MACE flags: argparse dest → (flag, default); the CLI refuses them for kernel models
+MACE_OPTIONS = {
+    "r_max": ("--r-max", 5.0), "max_epochs": ("--max-epochs", 200),
+    "mace_channels": ("--mace-channels", 16), "mace_max_ell": ("--mace-max-ell", 2),
+    "mace_correlation": ("--mace-correlation", 2), "learning_rate": ("--learning-rate", 5e-3),
+    "batch_size": ("--batch-size", 4), "patience": ("--patience", 30),
+    "max_time": ("--max-time", None), "device": ("--device", None),
+    "float32": ("--float32", False),
+}
+
+
 def add_mace_cli_options(group):
-    """Add the MACE options (``--max-epochs``, ``--mace-channels``, ...) to an argparse group.
-    The options shared with the kernel models (``--cutoff``, ``--seed``,
+    """Add the MACE options (``--r-max``, ``--max-epochs``, ``--mace-channels``, ...) to an
+    argparse group. The options shared with the kernel models (``--seed``,
     ``--charge-regularisation``, ``--no-progress``) are read from the namespace if present."""
+    group.add_argument("--r-max", type=float, default=5.0,
+                       help="MACE: radial cutoff of the message passing in Å (5.0)")
     group.add_argument("--max-epochs", type=int, default=200,
                        help="MACE: most training epochs (200)")
     group.add_argument("--mace-channels", type=int, default=16,
