@@ -96,3 +96,23 @@ def test_fit_equations_refuses_other_settings(quartz_frames):
         bornml.MonopoleModel(**SMALL, n_sparse=11).fit_equations(eqs)
     q = bornml.MonopoleModel(**SMALL, n_sparse=10).fit_equations(eqs)
     assert np.all(np.isfinite(q.predict_frame(frames[0])["bec"]))
+
+
+def test_one_version_source():
+    import importlib.metadata
+
+    from bornml._version import __version__
+
+    assert bornml.__version__ == __version__ == importlib.metadata.version("bornml")
+
+
+def test_mace_model_clones():
+    sklearn_base = pytest.importorskip("sklearn.base")
+    pytest.importorskip("mace")
+    from bornml.models.mace_model import MaceBECModel
+
+    model = MaceBECModel(head="p", num_channels=8, radial_mlp=(16,))
+    copy = sklearn_base.clone(model)
+    assert copy.get_params() == model.get_params() and copy.num_channels == 8
+    with pytest.raises(ValueError, match="invalid parameter"):
+        model.set_params(cutoff=4.0)

@@ -248,11 +248,10 @@ def test_training_reduces_error_and_is_deterministic(frames):
 
 def test_cli_hooks():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cutoff", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
     add_mace_cli_options(parser.add_argument_group("MACE"))
-    args = parser.parse_args(["--cutoff", "4.5", "--max-epochs", "7", "--seed", "2",
+    args = parser.parse_args(["--r-max", "4.5", "--max-epochs", "7", "--seed", "2",
                               "--float32", "--no-progress", "--mace-channels", "8"])
     model = model_from_cli_args("mace-q+p", args)
     assert model.model_type == "mace-q+p"

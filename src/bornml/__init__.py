@@ -10,7 +10,7 @@ Quick tour::
     model = bornml.load_model("water.bornml.npz")
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402,F401
 
 from .io import read_frames, write_frames  # noqa: E402
 from .models.dipole import CombinedModel, DipoleModel  # noqa: E402

@@ -28,6 +28,7 @@ import numpy as np
 from .. import keys
 from ..errors import BornDataError, ModelFileError
 from ..metrics import held_out_indices
+from .params import ParamsMixin
 from .mace_bec import born_charges, frame_graph
 from .mace_network import BECNetwork
 from .mace_training import train
@@ -41,7 +42,7 @@ _NETWORK_PARAMS = ("r_max", "num_bessel", "num_polynomial_cutoff", "max_ell", "n
                    "correlation", "num_interactions", "radial_mlp")
 
 
-class MaceBECModel:
+class MaceBECModel(ParamsMixin):
     """MACE model of Born effective charges.
 
     Parameters
@@ -103,16 +104,6 @@ class MaceBECModel:
     @property
     def model_type(self):
         return f"mace-{self.head}"
-
-    def get_params(self):
-        """Constructor settings as a JSON-ready dict (scikit-learn habit)."""
-        params = {k: getattr(self, k) for k in (
-            "head", "r_max", "num_channels", "max_ell", "correlation", "num_interactions",
-            "num_bessel", "num_polynomial_cutoff", "charge_regularisation", "max_epochs",
-            "learning_rate", "batch_size", "validation_fraction", "patience", "weight_decay",
-            "max_time", "dtype", "device", "seed")}
-        params["radial_mlp"] = [int(w) for w in self.radial_mlp]
-        return params
 
     # -- helpers ----------------------------------------------------------------------------
     def _check_settings(self):

@@ -21,7 +21,7 @@ import zipfile
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..errors import ModelFileError
 from ..fileutils import atomic_path
 
@@ -36,7 +36,7 @@ def write_archive(path, model, arrays, extra=None):
         "format_version": FORMAT_VERSION,
         "bornml_version": __version__,
         "model_type": model.model_type,
-        "params": model.get_params(),
+        "params": model.get_params(deep=False),
         "species": [int(z) for z in model.species_],
         "training": getattr(model, "training_summary_", {}),
         "extra": extra or {},
