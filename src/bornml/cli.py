@@ -6,6 +6,8 @@ import json
 import sys
 import time
 
+from . import keys
+
 MODEL_TYPES = ("q", "p", "q+p", "mace-q", "mace-p", "mace-q+p")
 MODEL_HELP = ("model type: q = monopole kernel model (environment-dependent charges); "
               "p = dipole kernel model (fixed species charges + λ=1 atomic dipoles); "
@@ -318,8 +320,8 @@ def _predict_and_write(args, keys):
 
 
 def cmd_predict(args):
-    frames, predictions = _predict_and_write(args, ("bec", "charges", "dipoles"))
-    extra = " and dipoles" if predictions and "dipoles" in predictions[0] else ""
+    frames, predictions = _predict_and_write(args, (keys.BEC, keys.CHARGES, keys.DIPOLES))
+    extra = " and dipoles" if predictions and keys.DIPOLES in predictions[0] else ""
     print(f"{len(frames)} frames with bec:R:9, charges{extra} written to {args.output}",
           file=sys.stderr)
     return 0
@@ -328,13 +330,13 @@ def cmd_predict(args):
 def cmd_partition(args):
     from .partition import format_table, partition_table
 
-    frames, predictions = _predict_and_write(args, ("charges", "dipoles"))
+    frames, predictions = _predict_and_write(args, (keys.CHARGES, keys.DIPOLES))
     table = partition_table(frames, predictions)
     if args.json:
         print(json.dumps(table))
     else:
         print(format_table(table))
-    extra = " and dipoles" if predictions and "dipoles" in predictions[0] else ""
+    extra = " and dipoles" if predictions and keys.DIPOLES in predictions[0] else ""
     print(f"{len(frames)} frames with per-atom charges{extra} written to {args.output}",
           file=sys.stderr)
     return 0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import units
+from . import keys, units
 from .fileutils import atomic_path
 
 SHIPPED_DATA = "quartz_30.extxyz"
@@ -40,7 +40,7 @@ def spring_network_trajectory(atoms, n_steps, dt_fs=0.5, save_every=4, temperatu
     from ase.geometry import find_mic
 
     frame = atoms.copy()
-    frame.arrays.pop("bec", None)
+    frame.arrays.pop(keys.BEC, None)
     pos = frame.positions.copy()
     sym = np.array(frame.get_chemical_symbols())
     masses = frame.get_masses()
@@ -74,8 +74,8 @@ def spring_network_trajectory(atoms, n_steps, dt_fs=0.5, save_every=4, temperatu
         if step % save_every == 0:
             snap = frame.copy()
             snap.positions = pos.copy()
-            snap.arrays["velocities"] = vel.copy()
-            snap.info["timestep_fs"] = dt_fs * save_every
+            snap.arrays[keys.VELOCITIES] = vel.copy()
+            snap.info[keys.TIMESTEP] = dt_fs * save_every
             out.append(snap)
         vel += 0.5 * dt_fs * acc
         pos += dt_fs * vel

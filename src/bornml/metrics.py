@@ -31,7 +31,7 @@ def bec_errors(frames, predictions):
     from ase.data import chemical_symbols
 
     refs = [asr_corrected(f.arrays[keys.BEC]) for f in frames]
-    preds = [p["bec"] for p in predictions]
+    preds = [p[keys.BEC] for p in predictions]
     ref_all, pred_all = np.concatenate(refs), np.concatenate(preds)
     numbers = np.concatenate([f.numbers for f in frames])
     out = _rmse_block(pred_all, ref_all)
@@ -42,8 +42,8 @@ def bec_errors(frames, predictions):
         c: _rmse_block(pred_all[:, i // 3, i % 3], ref_all[:, i // 3, i % 3])
         for i, c in enumerate(COMPONENTS)}
     out["n_frames"] = len(frames)
-    residuals = [np.abs(p["asr_residual"]).max() / len(f) for f, p in zip(frames, predictions)
-                 if "asr_residual" in p]
+    residuals = [np.abs(p[keys.ASR_RESIDUAL]).max() / len(f) for f, p in zip(frames, predictions)
+                 if keys.ASR_RESIDUAL in p]
     if residuals:
         out["max_asr_residual_per_atom"] = float(np.max(residuals))
     return out

@@ -8,6 +8,8 @@ as observables.
 
 import numpy as np
 
+from . import keys
+
 
 def partition_table(frames, predictions):
     """Per species: count, mean and standard deviation of q, max |q|, and max |p| when the
@@ -15,9 +17,9 @@ def partition_table(frames, predictions):
     from ase.data import chemical_symbols
 
     numbers = np.concatenate([f.numbers for f in frames])
-    charges = np.concatenate([p["charges"] for p in predictions])
-    dipoles = (np.concatenate([p["dipoles"] for p in predictions])
-               if all("dipoles" in p for p in predictions) else None)
+    charges = np.concatenate([p[keys.CHARGES] for p in predictions])
+    dipoles = (np.concatenate([p[keys.DIPOLES] for p in predictions])
+               if all(keys.DIPOLES in p for p in predictions) else None)
     table = {}
     for z in sorted(set(numbers.tolist())):
         sel = numbers == z

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from . import keys
 from .fileutils import atomic_path
 
 
@@ -18,8 +19,8 @@ def parity_plot(frames, predictions, path, title=None):
 
     fig, ax = plt.subplots(figsize=(4.8, 4.6), dpi=130)
     numbers = np.concatenate([f.numbers for f in frames])
-    ref = np.concatenate([asr_corrected(f.arrays["bec"]) for f in frames])
-    pred = np.concatenate([p["bec"] for p in predictions])
+    ref = np.concatenate([asr_corrected(f.arrays[keys.BEC]) for f in frames])
+    pred = np.concatenate([p[keys.BEC] for p in predictions])
     for z in sorted(set(numbers.tolist())):
         sel = numbers == z
         r, p = ref[sel].ravel(), pred[sel].ravel()

@@ -19,11 +19,10 @@ import warnings
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import keys
 from ..descriptors.soap import SoapSettings
 from ..descriptors.species_channels import species_mixing
 from ..memory import FLOAT, check_memory, parse_bytes
-from .charge_term import ChargeTerm
-from .dipole_term import DipoleTerm
 from .cross_validation import FALLBACK, choose_regularisation
 from .equations import KernelEquations
 from .fixed_charge_term import FixedChargeTerm
@@ -263,16 +262,16 @@ class KernelBECModel(ParamsMixin):
         ctx = self.reference_set_.expand(frame, index)
         n_atoms = len(frame)
         bec = np.zeros((n_atoms, 3, 3))
-        out = {"charges": np.zeros(n_atoms), "asr_residual": np.zeros((3, 3))}
+        out = {keys.CHARGES: np.zeros(n_atoms), keys.ASR_RESIDUAL: np.zeros((3, 3))}
         for term in self.terms_.values():
             if term.name == "charges":
-                z, out["charges"], out["asr_residual"] = term.bec(ctx, frame)
+                z, out[keys.CHARGES], out[keys.ASR_RESIDUAL] = term.bec(ctx, frame)
             elif term.name == "fixed_charges":
-                z, out["charges"] = term.bec(frame)
+                z, out[keys.CHARGES] = term.bec(frame)
             else:
-                z, out["dipoles"] = term.bec(ctx, frame)
+                z, out[keys.DIPOLES] = term.bec(ctx, frame)
             bec += z
-        out["bec"] = bec
+        out[keys.BEC] = bec
         return out
 
     def predict(self, frames):

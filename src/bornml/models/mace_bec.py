@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import keys
 from ..descriptors.neighbors import neighbor_list
 from .mace_network import scatter_sum
 
@@ -148,4 +149,5 @@ def born_charges(net, graph, fixed_charges=None, create_graph=False):
     periodic_nodes = graph.periodic[graph.node_frame].to(bec.dtype)[:, None, None]
     bec = bec - periodic_nodes * (residual / graph.n_atoms.to(bec.dtype).view(-1, 1, 1)
                                   )[graph.node_frame]
-    return {"bec": bec, "charges": neutral, "dipoles": dipoles, "asr_residual": residual}
+    return {keys.BEC: bec, keys.CHARGES: neutral, keys.DIPOLES: dipoles,
+            keys.ASR_RESIDUAL: residual}

@@ -13,18 +13,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import keys
 from .mace_bec import born_charges, collate
 
 
 def batch_loss(net, batch, fixed_charges, charge_regularisation, create_graph=True):
     """(loss tensor, summed squared Z error, number of Z elements) of one batch."""
     out = born_charges(net, batch, fixed_charges, create_graph=create_graph)
-    err = out["bec"] - batch.targets
+    err = out[keys.BEC] - batch.targets
     sq = (err ** 2).sum()
     loss = sq / err.numel()
     if charge_regularisation and net.q_readout is not None:
         target_q = torch.diagonal(batch.targets, dim1=1, dim2=2).sum(-1) / 3.0
-        loss = loss + charge_regularisation * ((out["charges"] - target_q) ** 2).mean()
+        loss = loss + charge_regularisation * ((out[keys.CHARGES] - target_q) ** 2).mean()
     return loss, float(sq.detach()), err.numel()
 
 

@@ -34,8 +34,8 @@ from ..errors import BornDataError
 #: relative tolerance for "the same time step"
 TIMESTEP_RTOL = 1e-4
 
-TIME_KEYS = ("time_fs", "time")  #: frame info: absolute time of the frame, fs
-TIMESTEP_KEYS = ("timestep_fs", "dt_fs")  #: frame info: time between stored frames, fs
+TIME_KEYS = keys.TIME_KEYS  #: frame info: absolute time of the frame, fs
+TIMESTEP_KEYS = keys.TIMESTEP_KEYS  #: frame info: time between stored frames, fs
 STEP_COUNTER_KEYS = ("timestep",)  #: frame info: integer MD step counter (LAMMPS dumps)
 
 
