@@ -20,6 +20,14 @@ FS_S = 1e-15
 EV_J = ELEMENTARY_CHARGE_C
 BOHR_ANGSTROM = 0.529177210903
 
+# dipole moments (molecular quantum-chemistry outputs, bornml.io.molecular)
+DEBYE_C_M = 1e-21 / SPEED_OF_LIGHT_M_PER_S  # 1 D = 1e-18 statC·cm ≈ 3.33564e-30 C·m
+E_ANGSTROM_DEBYE = ELEMENTARY_CHARGE_C * ANGSTROM_M / DEBYE_C_M  # 1 e·Å ≈ 4.80320 D
+DEBYE_PER_ANGSTROM_TO_E = 1.0 / E_ANGSTROM_DEBYE
+"""A dipole derivative in D/Å times this is in e (1 e = 4.80320 D/Å)."""
+E_BOHR_TO_E_ANGSTROM = BOHR_ANGSTROM
+"""A dipole moment in atomic units (e·bohr) times this is in e·Å."""
+
 # derived
 ANGSTROM_PER_FS_TO_M_PER_S = ANGSTROM_M / FS_S  # 1 Å/fs = 1e5 m/s
 BOLTZMANN_EV_PER_K = BOLTZMANN_J_PER_K / EV_J

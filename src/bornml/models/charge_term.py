@@ -107,10 +107,10 @@ class ChargeTerm:
         return np.concatenate(designs, axis=1), np.concatenate(charge_designs, axis=1)
 
     def regulariser_matrix(self):
-        """R_q (M, M): block-diagonal K_MM (plus 1e-10·I) or the identity."""
+        """R_q (M, M): block-diagonal K_MM (plus 1e-10·I), or None for the identity."""
         m = self.n_columns()
         if self.regulariser == "identity":
-            return np.eye(m)
+            return None
         return scipy.linalg.block_diag(*self.refs.kernel_blocks(self.zeta)) + 1e-10 * np.eye(m)
 
     def set_weights(self, w):

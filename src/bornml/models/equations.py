@@ -20,7 +20,7 @@ with s_t = tr(A_tt)/n_t (so ω is dimensionless and the same value works across 
 import numpy as np
 
 from .. import keys
-from .fit import solve_regularised
+from .fit import solve_in_place
 
 
 def asr_corrected(bec):
@@ -109,7 +109,7 @@ class KernelEquations:
             part.b = t.T @ part.b
             part.offsets = part.offsets @ t
         self.blocks, self.n = new_blocks, new_n
-        self.__dict__.pop("_training_parts", None)
+        self._total_part = self._last_training = None
         return self
 
     # -- sums -------------------------------------------------------------------------------
@@ -136,49 +136,102 @@ class KernelEquations:
         return np.concatenate([np.arange(self.blocks[t].start, self.blocks[t].stop)
                                for t in terms]).astype(int)
 
+    def _total(self):
+        """Sums over all folds (kept: one n×n matrix)."""
+        if getattr(self, "_total_part", None) is None:
+            self._total_part = self.total()
+        return self._total_part
+
     def training_part(self, exclude=None):
-        """Sums over every fold but ``exclude`` (cached)."""
-        cache = self.__dict__.setdefault("_training_parts", {})
-        if exclude not in cache:
-            cache[exclude] = self.total(exclude)
-        return cache[exclude]
+        """Vector and small sums over every fold but ``exclude`` (the n×n matrix is formed
+        only inside :meth:`solve`, in place)."""
+        last = getattr(self, "_last_training", None)
+        if last is not None and last[0] == exclude:
+            return last[1]
+        total = self._total()
+        out = _Part(0, self.n_charge, self.species)
+        out.a = None
+        out.b = total.b - (self.parts[exclude].b if exclude is not None else 0.0)
+        for name in ("c", "charge_a", "charge_b", "offsets", "trace_targets", "trace_gram",
+                     "n_rows"):
+            value = getattr(total, name)
+            if exclude is not None:
+                value = value - getattr(self.parts[exclude], name)
+            setattr(out, name, value)
+        for s in self.species:
+            out.trace_sums[s] = total.trace_sums[s] - (
+                self.parts[exclude].trace_sums[s] if exclude is not None else 0.0)
+            out.counts[s] = total.counts[s] - (
+                self.parts[exclude].counts[s] if exclude is not None else 0)
+        self._last_training = (exclude, out)
+        return out
+
+    def _matrix(self, idx, exclude):
+        """A[idx, idx] of the training folds, as a new array (one n×n allocation)."""
+        total = self._total().a
+        whole = len(idx) == self.n and np.array_equal(idx, np.arange(self.n))
+        lhs = total.copy() if whole else total[np.ix_(idx, idx)]
+        if exclude is not None:
+            part = self.parts[exclude].a
+            if whole:
+                lhs -= part
+            else:
+                for rows in np.array_split(np.arange(len(idx)), max(1, len(idx) // 512)):
+                    lhs[rows] -= part[np.ix_(idx[rows], idx)]
+        return lhs
 
     def solve(self, terms, regularisers, omegas, charge_regularisation=0.0,
               fixed_charges=None, exclude=None):
         """Weights (in ``terms`` order, concatenated) for the learnt ``terms`` (names).
 
-        ``regularisers``/``omegas``: name → R_t matrix / ω_t; ``fixed_charges``: {Z: q⁰} or
-        None; ``exclude``: a fold left out (cross-validation)."""
+        ``regularisers``/``omegas``: name → R_t matrix (None = identity) / ω_t;
+        ``fixed_charges``: {Z: q⁰} or None; ``exclude``: a fold left out (cross-validation).
+        Memory: one n×n matrix beyond the stored sums (factorised in place)."""
         eq = self.training_part(exclude)
         idx = self.columns(terms)
-        a = eq.a[np.ix_(idx, idx)].copy()
         b = eq.b[idx].copy()
         if fixed_charges is not None:
             q0 = np.array([fixed_charges[s] for s in self.species])
             b -= q0 @ eq.offsets[:, idx]
-        reg = np.zeros_like(a)
-        start = 0
+        slices, start = [], 0
         for t in terms:
             n_t = self.blocks[t].stop - self.blocks[t].start
-            sl = slice(start, start + n_t)
-            if t == "charges" and charge_regularisation:
-                a[sl, sl] += charge_regularisation * eq.charge_a
-                b[sl] += charge_regularisation * eq.charge_b
-            diag = np.trace(eq.a[np.ix_(idx[sl], idx[sl])])
-            scale = diag / n_t if diag > 0 else 1.0
-            reg[sl, sl] = omegas[t] * scale * regularisers[t]
+            slices.append((t, slice(start, start + n_t)))
             start += n_t
-        return solve_regularised(a, b, 1.0, reg, scale=1.0)
+        if charge_regularisation and "charges" in terms:
+            sl = dict(slices)["charges"]
+            b[sl] += charge_regularisation * eq.charge_b
+
+        def build(jitter):
+            lhs = self._matrix(idx, exclude)
+            traces = {t: float(np.trace(lhs[sl, sl])) for t, sl in slices}
+            for t, sl in slices:
+                if t == "charges" and charge_regularisation:
+                    lhs[sl, sl] += charge_regularisation * eq.charge_a
+                n_t = sl.stop - sl.start
+                scale = traces[t] / n_t if traces[t] > 0 else 1.0
+                if regularisers[t] is None:
+                    lhs[sl, sl][np.diag_indices(n_t)] += omegas[t] * scale
+                else:
+                    lhs[sl, sl] += omegas[t] * scale * regularisers[t]
+            if jitter:
+                lhs[np.diag_indices(len(idx))] += jitter * np.trace(lhs) / len(idx)
+            return lhs
+
+        return solve_in_place(build, b)
 
     def validation_error(self, terms, weights, fold, fixed_charges=None):
         """Sum of squared Born-charge errors (e²) and row count of fold ``fold`` from its sums
         alone: wᵀA_f w − 2 wᵀ(b_f − Σ q⁰ o_f) + c_f (+ the fixed-charge self term)."""
         part = self.parts[fold]
         idx = self.columns(terms)
-        a, b, c = part.a[np.ix_(idx, idx)], part.b[idx].copy(), part.c
+        full = np.zeros(self.n)
+        full[idx] = weights
+        quad = float(full @ (part.a @ full))  # wᵀA_f w without copying A_f[idx, idx]
+        b, c = part.b[idx].copy(), part.c
         if fixed_charges is not None:  # targets z − Σ_s q⁰_s a_s⊗I
             q0 = np.array([fixed_charges[s] for s in self.species])
             b -= q0 @ part.offsets[:, idx]
             c += q0 @ part.trace_gram @ q0 - 2 * q0 @ part.trace_targets
-        sse = float(weights @ a @ weights - 2 * weights @ b + c)
+        sse = float(quad - 2 * weights @ b + c)
         return max(sse, 0.0), part.n_rows

@@ -55,3 +55,26 @@ def solve_regularised(a, b, tikhonov, regulariser=None, scale=None):
     vals, vecs = scipy.linalg.eigh(lhs)
     keep = vals > 1e-12 * vals.max()
     return vecs[:, keep] @ ((vecs[:, keep].T @ b) / vals[keep])
+
+
+def solve_in_place(build, b):
+    """Weights for ``build(jitter) w = b`` where ``build`` returns a fresh (M, M) matrix with
+    ``jitter`` × mean(diag) added to its diagonal. Cholesky in place (no copy); when the
+    system is singular to working precision it is rebuilt with a small ridge (1e-12 … 1e-8),
+    and as the last resort solved by an eigen-decomposition."""
+    for jitter in (0.0, 1e-12, 1e-10, 1e-8):
+        lhs = build(jitter)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", scipy.linalg.LinAlgWarning)
+            try:
+                factor = scipy.linalg.cho_factor(lhs, overwrite_a=True, check_finite=False)
+                w = scipy.linalg.cho_solve(factor, b, check_finite=False)
+            except (np.linalg.LinAlgError, scipy.linalg.LinAlgError,
+                    scipy.linalg.LinAlgWarning):
+                continue
+        if np.all(np.isfinite(w)):
+            return w
+    lhs = build(0.0)
+    vals, vecs = scipy.linalg.eigh(lhs, overwrite_a=True)
+    keep = vals > 1e-12 * vals.max()
+    return vecs[:, keep] @ ((vecs[:, keep].T @ b) / vals[keep])
