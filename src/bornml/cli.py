@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 import time
+from typing import NamedTuple
 
 from . import keys
 
@@ -37,29 +38,6 @@ def _add_predict_options(p):
 KERNEL = ("q", "p", "q+p")
 MACE = ("mace-q", "mace-p", "mace-q+p")
 
-#: kernel-model flags: argparse dest → (flag, model types it applies to, default). Defaults
-#: are None in the parser so that a flag given explicitly can be told from one left out;
-#: a flag given for a model it does not apply to is refused (exit 2), never ignored.
-KERNEL_OPTIONS = {
-    "cutoff": ("--cutoff", KERNEL, 5.0),
-    "max_radial": ("--max-radial", KERNEL, 7),
-    "max_angular": ("--max-angular", KERNEL, 6),
-    "atomic_width": ("--atomic-width", KERNEL, 0.3),
-    "cutoff_width": ("--cutoff-width", KERNEL, 0.5),
-    "zeta": ("--zeta", ("q", "q+p"), 2),
-    "n_sparse": ("--n-sparse", KERNEL, 500),
-    "sparse_method": ("--sparse-method", KERNEL, "fps"),
-    "tikhonov": ("--tikhonov", KERNEL, None),
-    "dipole_tikhonov": ("--dipole-tikhonov", ("q+p",), None),
-    "regulariser": ("--regulariser", ("q", "q+p"), "kernel"),
-    "charge_regularisation": ("--charge-regularisation", ("q", "q+p", "mace-q", "mace-q+p"),
-                              None),
-    "charges": ("--charges", ("p",), None),
-    "species_channels": ("--species-channels", KERNEL, "auto"),
-    "max_memory": ("--max-memory", KERNEL, None),
-    "cv_folds": ("--cv-folds", KERNEL, 5),
-}
-
 
 def _species_channels(text):
     if text in ("auto", "none"):
@@ -73,67 +51,126 @@ def _species_channels(text):
     return value
 
 
+class Flag(NamedTuple):
+    """One model setting of ``bornml train``.
+
+    ``flag``: the spelling on the command line (its argparse dest, the key in
+    :data:`TRAIN_OPTIONS`, is the constructor parameter of the kernel models); ``models``: the
+    ``--model`` values it applies to; ``default``: used when the flag is left out (filled in
+    after the applicability check; the parser default is None); ``help``: the --help text,
+    which states the default; ``argparse``: type / choices / metavar; ``why``: said when the
+    flag is refused for a kernel model it does not apply to."""
+
+    flag: str
+    models: tuple
+    default: object
+    help: str
+    argparse: dict = {}
+    why: str = ""
+
+
+# ============================================================================================
+# The model settings of `bornml train`: argparse dest (= constructor parameter) → Flag.
+# A flag given for a --model not in its `models` is refused (exit 2), never ignored.
+# To add a kernel-model constructor setting, add ONE line here, e.g.
+#     "dipole_zeta": Flag("--dipole-zeta", ("p", "q+p"), 1, "p, q+p: ... (1)", {"type": int}),
+# (the MACE settings live in bornml.models.mace_options.MACE_OPTIONS).
+# ============================================================================================
+TRAIN_OPTIONS = {
+    "cutoff": Flag("--cutoff", KERNEL, 5.0, "environment radius in Å (5.0)", {"type": float}),
+    "max_radial": Flag("--max-radial", KERNEL, 7, "radial basis size − 1 (7)", {"type": int}),
+    "max_angular": Flag("--max-angular", KERNEL, 6, "largest l of the expansion (6)",
+                        {"type": int}),
+    "atomic_width": Flag("--atomic-width", KERNEL, 0.3,
+                         "Gaussian width of the atomic density in Å (0.3)", {"type": float}),
+    "cutoff_width": Flag("--cutoff-width", KERNEL, 0.5, "width of the smooth cut-off in Å (0.5)",
+                         {"type": float}),
+    "zeta": Flag("--zeta", ("q", "q+p"), 2,
+                 "q, q+p: exponent ζ of the charge kernel (2); the dipole kernel is linear",
+                 {"type": int}, why="the dipole kernel is linear (it has no ζ)"),
+    "n_sparse": Flag("--n-sparse", KERNEL, 500, "reference environments per species (500)",
+                     {"type": int}),
+    "sparse_method": Flag("--sparse-method", KERNEL, "fps",
+                          "how reference environments are chosen (fps)",
+                          {"choices": ("fps", "cur", "random")}),
+    "tikhonov": Flag("--tikhonov", KERNEL, None,
+                     "regularisation ω relative to tr(ΦᵀΦ)/M: of the charges (q, q+p) or of "
+                     "the dipoles (p) (default: chosen by cross-validation on the training "
+                     "frames)", {"type": float}),
+    "dipole_tikhonov": Flag("--dipole-tikhonov", ("q+p",), None,
+                            "q+p: regularisation ω_p of the dipoles (default: cross-validation)",
+                            {"type": float},
+                            why="q has no dipoles, and the dipole ω of p is --tikhonov"),
+    "regulariser": Flag("--regulariser", ("q", "q+p"), "kernel",
+                        "q, q+p: ω·wᵀK_MM·w ('kernel', default) or ω·|w|² ('identity')",
+                        {"choices": ("kernel", "identity")},
+                        why="it is the prior of the charge weights and p learns no charges"),
+    "charge_regularisation": Flag(
+        "--charge-regularisation", ("q", "q+p", "mace-q", "mace-q+p"), None,
+        "λ_q, pulls charges towards tr(Z_DFT)/3 (q, q+p: default chosen by cross-validation; "
+        "mace-q, mace-q+p: default 0)", {"type": float},
+        why="the charges of p are fixed (--charges), not learnt"),
+    "charges": Flag("--charges", ("p",), None,
+                    "p: fixed charges in e, e.g. 'Zr=4,O=-2' (default: the training mean of "
+                    "tr(Z)/3 per species)", {"metavar": "EL=Q,..."},
+                    why="q and q+p learn their charges"),
+    "species_channels": Flag("--species-channels", KERNEL, "auto",
+                             "density channels: 'none' = one per element, N = N mixed "
+                             "pseudo-species, 'auto' = one per element up to 4 species, 4 "
+                             "above (auto)", {"type": _species_channels}),
+    "max_memory": Flag("--max-memory", KERNEL, None,
+                       "largest memory one step may allocate, e.g. '8GB' (default 80 %% of the "
+                       "available memory); a step that needs more stops before starting",
+                       {"metavar": "SIZE"}),
+    "cv_folds": Flag("--cv-folds", KERNEL, 5,
+                     "folds of the cross-validation that chooses ω and λ_q (5)", {"type": int}),
+}
+KERNEL_OPTIONS = TRAIN_OPTIONS  # the name used before issue 9
+
+
 def _add_model_options(p):
     g = p.add_argument_group("kernel model hyper-parameters (q, p, q+p)")
-    g.add_argument("--cutoff", type=float, help="environment radius in Å (5.0)")
-    g.add_argument("--max-radial", type=int, help="radial basis size − 1 (7)")
-    g.add_argument("--max-angular", type=int, help="largest l of the expansion (6)")
-    g.add_argument("--atomic-width", type=float,
-                   help="Gaussian width of the atomic density in Å (0.3)")
-    g.add_argument("--cutoff-width", type=float, help="width of the smooth cut-off in Å (0.5)")
-    g.add_argument("--zeta", type=int,
-                   help="q, q+p: exponent ζ of the charge kernel (2); the dipole kernel is "
-                        "linear")
-    g.add_argument("--n-sparse", type=int, help="reference environments per species (500)")
-    g.add_argument("--sparse-method", choices=("fps", "cur", "random"),
-                   help="how reference environments are chosen (fps)")
-    g.add_argument("--tikhonov", type=float,
-                   help="regularisation ω relative to tr(ΦᵀΦ)/M: of the charges (q, q+p) or "
-                        "of the dipoles (p) (default: chosen by cross-validation on the "
-                        "training frames)")
-    g.add_argument("--dipole-tikhonov", type=float,
-                   help="q+p: regularisation ω_p of the dipoles (default: cross-validation)")
-    g.add_argument("--regulariser", choices=("kernel", "identity"),
-                   help="q, q+p: ω·wᵀK_MM·w ('kernel', default) or ω·|w|² ('identity')")
-    g.add_argument("--charge-regularisation", type=float,
-                   help="λ_q, pulls charges towards tr(Z_DFT)/3 (q, q+p: default chosen by "
-                        "cross-validation; mace-q, mace-q+p: default 0)")
-    g.add_argument("--charges", metavar="EL=Q,...",
-                   help="p: fixed charges in e, e.g. 'Zr=4,O=-2' (default: the training mean "
-                        "of tr(Z)/3 per species)")
-    g.add_argument("--species-channels", type=_species_channels,
-                   help="density channels: 'none' = one per element, N = N mixed "
-                        "pseudo-species, 'auto' = one per element up to 4 species, 4 above "
-                        "(auto)")
-    g.add_argument("--max-memory", metavar="SIZE",
-                   help="largest memory one step may allocate, e.g. '8GB' (default 80 %% of "
-                        "the available memory); a step that needs more stops before starting")
-    g.add_argument("--cv-folds", type=int,
-                   help="folds of the cross-validation that chooses ω and λ_q (5)")
+    for dest, option in TRAIN_OPTIONS.items():
+        g.add_argument(option.flag, dest=dest, default=None, help=option.help,
+                       **option.argparse)
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
 
 
+def _refusal(flag, model, models, why):
+    return (f"{flag} does not apply to --model {model}: {why} (it applies to --model "
+            f"{', '.join(models)})")
+
+
 def _check_applicable(args):
-    """Refuse (exit 2) every flag given for a model type it does not apply to."""
+    """Refuse (exit 2) every flag given for a model type it does not apply to. Every model
+    flag has the parser default None, so "given" means "not None", whatever its value."""
     from .models.mace_options import MACE_OPTIONS
 
-    for dest, (flag, models, _) in KERNEL_OPTIONS.items():
-        if getattr(args, dest, None) is not None and args.model not in models:
-            _usage_error(f"{flag} does not apply to --model {args.model} (it applies to "
-                         f"{', '.join(models)})")
-    for dest, (flag, default) in MACE_OPTIONS.items():
-        value = getattr(args, dest, None)
-        if value is not None and value != default and args.model not in MACE:
-            _usage_error(f"{flag} does not apply to --model {args.model} (MACE models only)")
+    for dest, option in TRAIN_OPTIONS.items():
+        if getattr(args, dest, None) is None or args.model in option.models:
+            continue
+        if args.model in MACE:
+            why = "it is a kernel-model setting; the MACE models have their own"
+            if dest == "cutoff":
+                why += " (--r-max is the MACE cutoff)"
+        else:
+            why = option.why or "it is not a setting of this model"
+        _usage_error(_refusal(option.flag, args.model, option.models, why))
+    for dest, option in MACE_OPTIONS.items():
+        if getattr(args, dest, None) is not None and args.model not in MACE:
+            why = "it is a MACE setting"
+            if dest == "r_max":
+                why += " (--cutoff is the kernel models' cutoff)"
+            _usage_error(_refusal(option.flag, args.model, MACE, why))
 
 
 def _kernel_settings(args):
     """The kernel options of --model, with the defaults of the flags left out."""
     out = {}
-    for dest, (_, models, default) in KERNEL_OPTIONS.items():
-        if args.model in models:
+    for dest, option in TRAIN_OPTIONS.items():
+        if args.model in option.models:
             value = getattr(args, dest, None)
-            out[dest] = default if value is None else value
+            out[dest] = option.default if value is None else value
     if out.get("species_channels") == "none":
         out["species_channels"] = None
     return out

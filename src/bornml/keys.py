@@ -1,12 +1,24 @@
 """The one registry of data keys and Born-charge layouts.
 
+Every per-atom / per-frame key that bornml reads or writes (``ase.Atoms.arrays`` and
+``ase.Atoms.info`` keys, extxyz columns, keys of the dicts returned by ``predict``) is a constant
+here, with its shape and unit; modules use the constant, never the string.
+
 Convention of the whole package: ``Z[j, a, b] = dP_a / dr_{j b}`` (e), shape (n_atoms, 3, 3);
 ``a`` is the polarisation (field) direction, ``b`` the displacement direction of atom ``j``.
 In extxyz files it is stored as the per-atom column ``bec:R:9``, row-major (``a`` slow).
 
-``model.predict(frame)`` returns one dict per frame with the keys :data:`BEC` (N, 3, 3) e,
-:data:`CHARGES` (N,) e (neutral), :data:`ASR_RESIDUAL` (3, 3) e (what the sum-rule projection
-removed; zero for molecules) and, for models with dipoles, :data:`DIPOLES` (N, 3) e·Å.
+``model.predict(frame)`` (every model: q, p, q+p and the MACE heads) returns one dict per frame:
+
+* :data:`CHARGES` ``"charges"`` (N,) e: neutral atomic charges q'_i (for p and mace-p the fixed
+  species charges, made neutral);
+* :data:`DIPOLES` ``"dipoles"`` (N, 3) e·Å: atomic dipoles p_i, only for models with dipoles
+  (p, q+p, mace-p, mace-q+p);
+* :data:`BEC` ``"bec"`` (N, 3, 3) e: the Born effective charges Z[j, a, b];
+* :data:`ASR_RESIDUAL` ``"asr_residual"`` (3, 3) e: what the acoustic-sum-rule projection
+  removed (zero for molecules).
+
+``bornml predict`` / ``bornml partition`` write the same per-atom keys as extxyz columns.
 """
 
 # -- canonical keys in ``ase.Atoms.arrays`` / ``ase.Atoms.info`` --------------------------
@@ -18,11 +30,21 @@ VELOCITIES = "velocities"  #: per-atom velocities, (n_atoms, 3), Å/fs
 ENERGY = "energy"  #: frame energy, eV
 EPSILON_INF = "epsilon_inf"  #: frame electronic dielectric tensor, (3, 3)
 POLARIZATION = "polarization"  #: frame polarisation (cell dipole), (3,), e·Å
+NUMBERS = "numbers"  #: per-atom atomic numbers (ASE), (n_atoms,), named in species errors
+POSITIONS = "positions"  #: per-atom positions (ASE), (n_atoms, 3), Å
+MOMENTA = "momenta"  #: per-atom momenta (ASE units, amu·Å/ASE-time), (n_atoms, 3)
+STRESS = "stress"  #: frame stress (calculator result), Voigt (6,) or (3, 3), eV/Å³
+PBC = "pbc"  #: frame periodicity written to the extxyz comment line, (3,) bool
 SOURCE = "bornml_source"  #: frame provenance "file:frame" used in error messages
 ASR_RESIDUAL = "asr_residual"  #: predict dict: part removed by the sum-rule projection, (3, 3) e
 TIME_KEYS = ("time_fs", "time")  #: frame info: absolute time of the frame, fs
 TIMESTEP_KEYS = ("timestep_fs", "dt_fs")  #: frame info: time between stored frames, fs
 TIMESTEP = TIMESTEP_KEYS[0]  #: the time-step key bornml writes, fs
+
+# -- extxyz: structure columns, never written as extra per-atom columns --------------------
+EXTXYZ_SPECIES = "species"  #: extxyz column of element symbols, (n_atoms,)
+EXTXYZ_POSITIONS = "pos"  #: extxyz column of positions, (n_atoms, 3), Å
+STRUCTURE_COLUMNS = (NUMBERS, POSITIONS, EXTXYZ_SPECIES, EXTXYZ_POSITIONS, "symbols")
 
 # -- aliases met in the wild ----------------------------------------------------------------
 BEC_ALIASES = ("bec", "BEC", "born_charge", "born_charges", "born_effective_charges", "becs")

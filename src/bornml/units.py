@@ -13,6 +13,7 @@ VACUUM_PERMITTIVITY_F_PER_M = 8.8541878128e-12  # F/m
 PLANCK_J_S = 6.62607015e-34  # J s (exact)
 HBAR_J_S = PLANCK_J_S / (2.0 * 3.141592653589793)
 AMU_KG = 1.66053906660e-27  # kg per amu
+AVOGADRO_PER_MOL = 6.02214076e23  # 1/mol (exact)
 
 # length / time / mass / energy
 ANGSTROM_M = 1e-10
@@ -44,3 +45,10 @@ ASE_TIME_UNIT_FS = ANGSTROM_M * (AMU_KG / EV_J) ** 0.5 / FS_S
 so v[Å/fs] = v_ase / ASE_TIME_UNIT_FS."""
 AMU_A2_PER_FS2_TO_EV = AMU_KG * ANGSTROM_PER_FS_TO_M_PER_S**2 / EV_J
 """Kinetic energy: 1 amu·Å²/fs² in eV (≈ 103.6 eV)."""
+
+# -- molecular IR intensities (harmonic, double-harmonic approximation) ---------------------
+IR_INTENSITY_E2_PER_AMU_TO_KM_PER_MOL = (
+    AVOGADRO_PER_MOL * ELEMENTARY_CHARGE_C**2
+    / (12.0 * VACUUM_PERMITTIVITY_F_PER_M * SPEED_OF_LIGHT_M_PER_S**2 * AMU_KG) / 1e3)
+"""Integrated IR band intensity A = N_A |dμ/dQ|² / (12 ε0 c²): a squared mode dipole derivative
+of 1 e²/amu (Q the mass-weighted normal coordinate) gives ≈ 974.88 km/mol."""

@@ -11,8 +11,10 @@ Every frame returned by :func:`read_frames` carries
   ``atoms.calc`` is set to None, so every quantity lives in exactly one place.
 
 Formats: extxyz (anything ASE reads), VASP OUTCAR (``OUTCAR*``), phonopy ``BORN``
-(:func:`read_phonopy_born`, which needs the structure). Storage layouts: ``"P-r"`` (row = field
-direction; extxyz default, VASP, phonopy) or ``"r-P"`` (transposed); ``"auto"`` picks the format's.
+(:func:`read_phonopy_born`, which needs the structure), and the molecular APT files of
+:mod:`.molecular` (Gaussian fchk / log, ORCA ``.hess``, NWChem, GAMESS). Storage layouts:
+``"P-r"`` (row = field direction; extxyz default, VASP, phonopy) or ``"r-P"`` (transposed);
+``"auto"`` picks the format's.
 """
 
 import json
@@ -26,6 +28,7 @@ from ase.io.formats import filetype, string2index
 
 from .. import keys
 from ..errors import BornDataError
+from . import molecular
 
 _VASP_BEC_HEADER = "BORN EFFECTIVE CHARGES"
 _VASP_EPS_HEADER = "MACROSCOPIC STATIC DIELECTRIC TENSOR (including local field effects in DFT)"
@@ -36,9 +39,11 @@ def read_frames(path, index=":", layout=keys.LAYOUT_AUTO, format=None, require_b
 
     ``index``: ASE-style selection (``":"``, ``"1::2"``, ``-1``, ``slice``). ``layout``: storage
     order of the 9 numbers per atom (``"auto"``, ``"P-r"``, ``"r-P"``). ``format``: ``"outcar"``,
-    ``"phonopy"`` or an ASE format name; default: from the file name (``OUTCAR*`` → outcar,
-    ``BORN`` → phonopy, else ASE detection). ``require_bec=False`` accepts frames without
-    BECs (structures to predict for); BECs that are present are still checked.
+    ``"phonopy"``, a molecular format (``molecular.FORMATS``: ``"gaussian-fchk"``,
+    ``"gaussian-freq"``, ``"orca-hess"``, ``"nwchem-freq"``, ``"gamess-us-freq"``) or an ASE
+    format name; default: from the file name (``OUTCAR*`` → outcar, ``BORN`` → phonopy), then
+    :func:`molecular.guess_format`, else ASE detection. ``require_bec=False`` accepts frames
+    without BECs (structures to predict for); BECs that are present are still checked.
     Raises :class:`BornDataError` on bad data.
     """
     path = Path(path)
@@ -50,6 +55,9 @@ def read_frames(path, index=":", layout=keys.LAYOUT_AUTO, format=None, require_b
     fmt = {"vasp-out": "outcar", "born": "phonopy"}.get(format, format) or _guess_format(path)
     if fmt == "outcar":
         return _select([_read_outcar(path, layout)], index, path)
+    fmt = molecular.ALIASES.get(fmt, fmt)
+    if fmt in molecular.FORMATS:
+        return _select(molecular.read_molecular(path, fmt, layout, require_bec), index, path)
     if fmt == "phonopy":
         raise BornDataError("a phonopy BORN file lists no structure; use "
                             "bornml.io.readers.read_phonopy_born(path, atoms)", path=path)
@@ -61,6 +69,9 @@ def _guess_format(path):
         return "outcar"
     if path.name.upper() == "BORN":
         return "phonopy"
+    fmt = molecular.guess_format(path)
+    if fmt:
+        return fmt
     try:
         return filetype(str(path), guess=True)
     except Exception as err:  # ASE raises several types for unknown content

@@ -19,7 +19,7 @@ from ..errors import BornDataError
 from ..fileutils import atomic_path
 from .readers import _move_calc_results, check_bec
 
-_SKIP = ("numbers", "positions", "species", "pos", "symbols", keys.BEC)
+_SKIP = (*keys.STRUCTURE_COLUMNS, keys.BEC)
 
 
 def write_frames(path, frames, *, extra_per_atom=None):
@@ -63,7 +63,8 @@ def _frame_text(frame, extra, path, index):
     atoms.calc = frame.calc
     _move_calc_results(atoms)  # calculator results become ordinary arrays / info entries
     n = len(atoms)
-    columns = {"species": np.array(atoms.get_chemical_symbols()), "pos": atoms.positions}
+    columns = {keys.EXTXYZ_SPECIES: np.array(atoms.get_chemical_symbols()),
+               keys.EXTXYZ_POSITIONS: atoms.positions}
     if keys.BEC in atoms.arrays:
         bec = np.asarray(atoms.arrays[keys.BEC], dtype=np.float64)
         if bec.shape not in ((n, 3, 3), (n, 9)):
@@ -75,11 +76,11 @@ def _frame_text(frame, extra, path, index):
     props, texts = zip(*(_fmt_column(k, v, n, path, index) for k, v in columns.items()))
 
     info = {k: v for k, v in atoms.info.items() if k != keys.SOURCE}
-    if np.shape(info.get("stress")) == (6,):
-        info["stress"] = voigt_6_to_full_3x3_stress(np.asarray(info["stress"]))
+    if np.shape(info.get(keys.STRESS)) == (6,):
+        info[keys.STRESS] = voigt_6_to_full_3x3_stress(np.asarray(info[keys.STRESS]))
     if np.shape(info.get(keys.EPSILON_INF)) == (3, 3):  # 9 numbers, row-major, like VASP data
         info[keys.EPSILON_INF] = np.asarray(info[keys.EPSILON_INF], dtype=np.float64).ravel()
-    info["pbc"] = atoms.pbc
+    info[keys.PBC] = atoms.pbc
     head = ""
     if atoms.cell.any():
         head = 'Lattice="' + " ".join(repr(float(x)) for x in atoms.cell.array.ravel()) + '" '

@@ -16,7 +16,11 @@ from ..descriptors._kernels import pair_feature_jacobian
 from ..descriptors.soap import power_spectrum_vjp
 from .bec_assembly import assemble_bec
 from .bec_assembly import dipole_derivative as charge_dipole_derivative
-from .kernel import contracted_weighted_gradient, contracted_weights, kernel_weighted_gradient
+from .kernel import (
+    contracted_weighted_gradient,
+    contracted_weights,
+    kernel_weighted_gradient,
+)
 
 REGULARISERS = ("kernel", "identity")
 

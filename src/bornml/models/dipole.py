@@ -36,21 +36,7 @@ class DipoleModel(KernelBECModel):
                  cutoff_width=0.5, n_sparse=500, sparse_method="fps", tikhonov=None,
                  charges=None, max_pool=20000, seed=0, species_channels="auto",
                  max_memory=None, cv_folds=5, progress=False):
-        self.cutoff = cutoff
-        self.max_radial = max_radial
-        self.max_angular = max_angular
-        self.atomic_width = atomic_width
-        self.cutoff_width = cutoff_width
-        self.n_sparse = n_sparse
-        self.sparse_method = sparse_method
-        self.tikhonov = tikhonov
-        self.charges = charges
-        self.max_pool = max_pool
-        self.seed = seed
-        self.species_channels = species_channels
-        self.max_memory = max_memory
-        self.cv_folds = cv_folds
-        self.progress = progress
+        self._store_params(locals())
 
     def _make_terms(self):
         return {"fixed_charges": FixedChargeTerm(self.charges),
@@ -87,24 +73,7 @@ class CombinedModel(KernelBECModel):
                  dipole_tikhonov=None, regulariser="kernel", charge_regularisation=None,
                  max_pool=20000, seed=0, species_channels="auto", max_memory=None,
                  cv_folds=5, progress=False):
-        self.cutoff = cutoff
-        self.max_radial = max_radial
-        self.max_angular = max_angular
-        self.atomic_width = atomic_width
-        self.cutoff_width = cutoff_width
-        self.zeta = zeta
-        self.n_sparse = n_sparse
-        self.sparse_method = sparse_method
-        self.tikhonov = tikhonov
-        self.dipole_tikhonov = dipole_tikhonov
-        self.regulariser = regulariser
-        self.charge_regularisation = charge_regularisation
-        self.max_pool = max_pool
-        self.seed = seed
-        self.species_channels = species_channels
-        self.max_memory = max_memory
-        self.cv_folds = cv_folds
-        self.progress = progress
+        self._store_params(locals())
 
     def _make_terms(self):
         return {"charges": ChargeTerm(self.zeta, self.regulariser),

@@ -18,8 +18,13 @@ rule exactly. ζ_p = 1 only (a product with the scalar kernel is not implemented
 
 import numpy as np
 
-from ..descriptors.lambda_soap import (_blocks, atom_jacobian, n_vector_features,
-                                       vector_features, vector_features_vjp)
+from ..descriptors.lambda_soap import (
+    _blocks,
+    atom_jacobian,
+    n_vector_features,
+    vector_features,
+    vector_features_vjp,
+)
 from ..memory import FLOAT
 from .bec_assembly import _pair_to_atom
 

@@ -28,13 +28,13 @@ import numpy as np
 from .. import keys
 from ..errors import BornDataError, ModelFileError
 from ..metrics import held_out_indices
-from .params import ParamsMixin
 from .mace_bec import born_charges, frame_graph
 from .mace_network import BECNetwork
 from .mace_training import train
 from .monopole import asr_corrected
-from .training_data import source_of as _source
+from .params import ParamsMixin
 from .training_data import predict_frames, training_species
+from .training_data import source_of as _source
 
 HEADS = ("q", "p", "q+p")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -136,7 +136,7 @@ class MaceBECModel(ParamsMixin):
         if unknown:
             raise BornDataError(
                 f"species {unknown} not in the model (trained on {list(self.species_)})",
-                path=_source(frame, index), key="numbers")
+                path=_source(frame, index), key=keys.NUMBERS)
         if self.num_interactions > 1 and np.any(frame.pbc):
             raise ValueError(f"{_source(frame, index)}: periodic frames need "
                              "num_interactions=1 for the MACE Born charges (see "
@@ -217,11 +217,11 @@ class MaceBECModel(ParamsMixin):
         graph = self._graph(frame, index).to(self.torch_device)
         with torch.enable_grad():
             out = born_charges(self.network_, graph, self._fixed_charges())
-        result = {"charges": out["charges"].detach().cpu().double().numpy(),
-                  "bec": out["bec"].detach().cpu().double().numpy(),
-                  "asr_residual": out["asr_residual"][0].detach().cpu().double().numpy()}
-        if out["dipoles"] is not None:
-            result["dipoles"] = out["dipoles"].detach().cpu().double().numpy()
+        result = {keys.CHARGES: out[keys.CHARGES].detach().cpu().double().numpy(),
+                  keys.BEC: out[keys.BEC].detach().cpu().double().numpy(),
+                  keys.ASR_RESIDUAL: out[keys.ASR_RESIDUAL][0].detach().cpu().double().numpy()}
+        if out[keys.DIPOLES] is not None:
+            result[keys.DIPOLES] = out[keys.DIPOLES].detach().cpu().double().numpy()
         return result
 
     def predict(self, frames):
@@ -230,7 +230,7 @@ class MaceBECModel(ParamsMixin):
 
     def dipole_derivative(self, atoms, velocities):
         """Ṁ = Σ_j Z_j v_j (e·Å/fs) for velocities (N, 3) Å/fs, shape (3,)."""
-        bec = self.predict_frame(atoms)["bec"]
+        bec = self.predict_frame(atoms)[keys.BEC]
         return np.einsum("jab,jb->a", bec, np.asarray(velocities, dtype=float))
 
     # -- persistence ------------------------------------------------------------------------
@@ -249,6 +249,8 @@ class MaceBECModel(ParamsMixin):
     @classmethod
     def _from_archive(cls, meta, arrays, path):
         params = dict(meta["params"])
+        if isinstance(params.get("radial_mlp"), list):  # JSON has no tuples
+            params["radial_mlp"] = tuple(params["radial_mlp"])
         if str(params.get("device") or "").startswith("cuda") and not torch.cuda.is_available():
             params["device"] = None  # trained on a GPU, used here on the CPU
         model = cls(**params)
@@ -275,24 +277,32 @@ class MaceBECModel(ParamsMixin):
 
 
 # -- command line hooks ---------------------------------------------------------------------
-from .mace_options import add_mace_cli_options  # noqa: E402  (torch-free, used by the CLI)
+from .mace_options import add_mace_cli_options, mace_setting  # noqa: E402  (torch-free)
 
 
 def model_from_cli_args(head, args):
     """A :class:`MaceBECModel` from an argparse namespace (``head`` in "q", "p", "q+p", or
-    "mace-q" etc.). Reads ``cutoff`` (→ r_max), ``seed``, ``no_progress``,
-    ``charge_regularisation`` and the options of :func:`add_mace_cli_options`."""
+    "mace-q" etc.). Reads the options of :func:`add_mace_cli_options` (``r_max`` is the
+    cutoff; the kernel models' ``cutoff`` is never read), ``seed``, ``no_progress`` and
+    ``charge_regularisation``; options that are None or absent get their defaults
+    (:data:`bornml.models.mace_options.MACE_OPTIONS`)."""
     head = head.removeprefix("mace-")
-    get = lambda name, default: getattr(args, name, default) if getattr(
-        args, name, None) is not None else default
+    shared = {name: getattr(args, name, None) for name in
+              ("seed", "no_progress", "charge_regularisation")}
     return MaceBECModel(
-        head=head, r_max=float(get("r_max", 5.0)), num_channels=get("mace_channels", 16),
-        max_ell=get("mace_max_ell", 2), correlation=get("mace_correlation", 2),
-        charge_regularisation=float(get("charge_regularisation", 0.0)),
-        max_epochs=get("max_epochs", 200), learning_rate=get("learning_rate", 5e-3),
-        batch_size=get("batch_size", 4), patience=get("patience", 30),
-        max_time=get("max_time", None), dtype="float32" if get("float32", False) else "float64",
-        device=get("device", None), seed=get("seed", 0), progress=not get("no_progress", False))
+        head=head, r_max=float(mace_setting(args, "r_max")),
+        num_channels=mace_setting(args, "mace_channels"),
+        max_ell=mace_setting(args, "mace_max_ell"),
+        correlation=mace_setting(args, "mace_correlation"),
+        charge_regularisation=float(shared["charge_regularisation"] or 0.0),
+        max_epochs=mace_setting(args, "max_epochs"),
+        learning_rate=mace_setting(args, "learning_rate"),
+        batch_size=mace_setting(args, "batch_size"), patience=mace_setting(args, "patience"),
+        max_time=mace_setting(args, "max_time"),
+        dtype="float32" if mace_setting(args, "float32") else "float64",
+        device=mace_setting(args, "device"),
+        seed=0 if shared["seed"] is None else shared["seed"],
+        progress=not shared["no_progress"])
 
 
 __all__ = ["MaceBECModel", "add_mace_cli_options", "model_from_cli_args"]

@@ -21,6 +21,12 @@ class ParamsMixin:
                   if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
         return sorted(p.name for p in params)
 
+    def _store_params(self, values):
+        """Store the constructor arguments in ``values`` (``locals()`` of ``__init__``)
+        unchanged, as attributes of the same names."""
+        for name in self._get_param_names():
+            setattr(self, name, values[name])
+
     def get_params(self, deep=True):
         """Constructor settings as a dict (scikit-learn habit)."""
         out = {}

@@ -96,7 +96,9 @@ def load_model(path):
     meta, arrays = read_archive(path)
     model_type = meta.get("model_type")
     if isinstance(model_type, str) and model_type.startswith("mace-"):
-        from .mace_model import MaceBECModel  # clear ImportError text when torch is missing
+        from .mace_model import (
+            MaceBECModel,  # clear ImportError text when torch is missing
+        )
 
         cls = MaceBECModel
     else:

@@ -81,7 +81,7 @@ def _file_velocities(atoms):
     """Velocities in Å/fs stored in the frame, or None."""
     if keys.VELOCITIES in atoms.arrays:
         return np.asarray(atoms.arrays[keys.VELOCITIES], dtype=float).reshape(len(atoms), 3)
-    if "momenta" in atoms.arrays:
+    if keys.MOMENTA in atoms.arrays:
         return atoms.get_velocities() / units.ASE_TIME_UNIT_FS
     return None
 
