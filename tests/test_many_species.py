@@ -183,3 +183,28 @@ def test_small_molecules_and_rare_species_end_to_end():
     nitrogen = Atoms("NH3", positions=[[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]][:4])
     with pytest.raises(BornDataError, match=r"species \[7\] not in the model"):
         model.predict(nitrogen)
+
+
+@pytest.mark.parametrize("cls", [bornml.MonopoleModel, bornml.CombinedModel])
+def test_molecule_in_a_periodic_box_is_a_molecule(cls):
+    """A VASP/QE-style molecule in a 25 Å periodic box: no neighbour pair crosses the cell
+    boundary, so Z is the exact derivative of P, equal to the pbc=False result."""
+    frames = many_species_frames(6)
+    model = cls(**SMALL, n_sparse=10, tikhonov=1e-5, dipole_tikhonov=1e-5,
+                charge_regularisation=0.0) if cls is bornml.CombinedModel else cls(
+        **SMALL, n_sparse=10, tikhonov=1e-5, charge_regularisation=0.0)
+    model.fit(frames)
+    free = halogenated_molecule(11)
+    boxed = free.copy()
+    boxed.set_cell([25.0, 25.0, 25.0])
+    boxed.center()
+    boxed.pbc = True
+    free.positions = boxed.positions
+    a, b = model.predict_frame(free), model.predict_frame(boxed)
+    np.testing.assert_allclose(b["bec"], a["bec"], rtol=0, atol=1e-10)
+
+    def dipole(atoms):
+        pred = model.predict_frame(atoms)
+        return pred["charges"] @ atoms.positions + pred.get("dipoles", np.zeros((1, 3))).sum(0)
+
+    np.testing.assert_allclose(b["bec"], finite_difference_bec(dipole, boxed, 1e-5), atol=1e-6)

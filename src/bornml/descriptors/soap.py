@@ -109,6 +109,13 @@ class FrameExpansion:
         self.coefficients = coef
 
     @property
+    def periodic(self):
+        """True when some neighbour pair crosses a cell boundary (a non-zero cell shift). A
+        molecule in a periodic box with a vacuum gap wider than the cutoff has none: it is
+        treated as the isolated molecule it is (Z the exact derivative of Σ q'_i r_i)."""
+        return bool(np.any(self.pairs.shifts != 0))
+
+    @property
     def n_channels(self):
         """Density channels C (= S without compression)."""
         return self.coefficients.shape[1]

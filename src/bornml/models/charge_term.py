@@ -68,7 +68,7 @@ class ChargeTerm:
         coef = fe.coefficients.reshape(n_atoms, fe.n_channels * (refs.settings.max_radial + 1),
                                        -1)
         factors = 2.0 / np.sqrt(2 * np.arange(L + 1) + 1.0)
-        periodic = bool(np.any(frame.pbc))
+        periodic = ctx.fe.periodic
         self_term = fe.norm_pair_gradients(xhat)  # x̂_i·∂x_i/∂d_p, every pair at once
         rows = refs.rows(self.check_memory)
         designs, charge_designs = [], []
@@ -166,14 +166,14 @@ class ChargeTerm:
         q, g = self.charges_and_pair_gradients(ctx, frame)
         pairs = ctx.fe.pairs
         return assemble_bec(q, g, pairs.centers, pairs.neighbors, pairs.vectors,
-                            ctx.fe.positions, bool(np.any(frame.pbc)))
+                            ctx.fe.positions, ctx.fe.periodic)
 
     def dipole_derivative(self, ctx, frame, velocities):
         """Σ_j Z_j^(q) v_j (3,) without assembling Z."""
         q, g = self.charges_and_pair_gradients(ctx, frame)
         pairs = ctx.fe.pairs
         return charge_dipole_derivative(q, g, pairs.centers, pairs.neighbors, pairs.vectors,
-                                        ctx.fe.positions, bool(np.any(frame.pbc)), velocities)
+                                        ctx.fe.positions, ctx.fe.periodic, velocities)
 
     # -- files ------------------------------------------------------------------------------
     def arrays(self):

@@ -62,7 +62,8 @@ def frame_graph(atoms, species_index, r_max, dtype, targets=None):
         positions=t(atoms.positions),
         edge_index=torch.as_tensor(np.stack([nl.neighbors, nl.centers]), dtype=torch.long),
         vectors=t(nl.vectors),
-        periodic=torch.tensor([bool(np.any(atoms.pbc))]),
+        # a molecule in a periodic box (no pair crosses a boundary) is a molecule
+        periodic=torch.tensor([bool(np.any(nl.shifts != 0))]),
         n_atoms=torch.tensor([len(atoms)]),
         targets=None if targets is None else t(targets))
 
