@@ -4,6 +4,7 @@ through :func:`bornml.cli.main`, plus one real call of the installed console scr
 import contextlib
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -14,9 +15,11 @@ from ase import Atoms
 from ase.geometry import find_mic
 
 import bornml
+from bornml import cli
 from bornml.cli import main
 from bornml.demo import shipped_data_path
 from bornml.metrics import bec_errors
+from bornml.models.mace_options import MACE_OPTIONS
 
 SMALL_ARGS = ["--n-sparse", "30", "--max-radial", "4", "--max-angular", "3", "--no-progress"]
 
@@ -373,3 +376,107 @@ def test_train_reports_the_cross_validated_choice(trained):
     summary = json.loads(trained["stdout"])
     assert set(summary["regularisation"]) == {"tikhonov", "charge_regularisation"}
     assert "cross-validation" in trained["stderr"]
+
+
+# -- every model flag is checked against --model, whatever its value ------------------------------
+
+#: a valid value for the flags whose default is None (the others are given their default)
+_SAMPLE = {"tikhonov": "1e-5", "dipole_tikhonov": "1e-5", "charge_regularisation": "0.1",
+           "charges": "Si=4,O=-2", "max_memory": "8GB", "max_time": "60", "device": "cpu"}
+
+
+def _given(dest, option):
+    """The command-line words that give flag ``dest`` explicitly (its default where it has one)."""
+    if option.argparse and option.argparse.get("action") == "store_true":
+        return [option.flag]
+    value = _SAMPLE[dest] if option.default is None else option.default
+    return [option.flag, str(value)]
+
+
+_REFUSED = [(model, dest) for dest, option in cli.TRAIN_OPTIONS.items()
+            for model in cli.MODEL_TYPES if model not in option.models]
+_REFUSED += [(model, dest) for dest in MACE_OPTIONS for model in cli.KERNEL]
+
+
+@pytest.mark.parametrize("model, dest", _REFUSED)
+def test_every_flag_is_refused_for_models_it_does_not_apply_to(model, dest, tmp_path, capsys):
+    """Given explicitly — even with its default value — a flag that the chosen --model would
+    ignore stops `train` with exit 2 before any data is read (the data file does not exist)."""
+    option = cli.TRAIN_OPTIONS.get(dest) or MACE_OPTIONS[dest]
+    code, err = _usage_failure(["train", tmp_path / "missing.extxyz", "-o", tmp_path / "m.npz",
+                                "--model", model, *_given(dest, option)], capsys)
+    assert code == 2
+    assert f"{option.flag} does not apply to --model {model}:" in err, err
+    assert "applies only to --model" in err
+
+
+@pytest.mark.parametrize("model, flags, reason", [
+    ("p", ["--zeta", "2"], "the dipole kernel is linear"),
+    ("mace-q", ["--cutoff", "5"], "--r-max"),
+    ("mace-q+p", ["--zeta", "2"], "kernel-model setting"),
+    ("q", ["--r-max", "5"], "--cutoff"),
+    ("q+p", ["--float32"], "MACE setting"),
+    ("mace-p", ["--charge-regularisation", "0"], "fixed"),
+    ("q", ["--charges", "Si=4,O=-2"], "learn their charges"),
+    ("p", ["--dipole-tikhonov", "1e-5"], "--tikhonov"),
+])
+def test_refusals_say_why(model, flags, reason, tmp_path, capsys):
+    code, err = _usage_failure(["train", tmp_path / "missing.extxyz", "-o", tmp_path / "m.npz",
+                                "--model", model, *flags], capsys)
+    assert code == 2 and reason in err, err
+
+
+@pytest.mark.parametrize("model", cli.KERNEL)
+def test_left_out_flags_get_the_constructor_defaults(model):
+    """The parser defaults are None (to tell given from left out); the real defaults are
+    filled in afterwards and equal the constructors' — explicit defaults change nothing."""
+    classes = {"q": bornml.MonopoleModel, "p": bornml.DipoleModel, "q+p": bornml.CombinedModel}
+    parser = cli.build_parser()
+    built = cli._build_model(parser.parse_args(["train", "x", "-o", "m.npz", "--model", model]))
+    expected = classes[model](seed=0, progress=True).get_params()
+    assert built.get_params() == expected
+    explicit = [word for dest, option in cli.TRAIN_OPTIONS.items()
+                if model in option.models and option.default is not None
+                for word in _given(dest, option)]
+    again = cli._build_model(parser.parse_args(["train", "x", "-o", "m.npz", "--model", model,
+                                                *explicit]))
+    assert again.get_params() == expected
+
+
+def test_registry_entries_are_constructor_settings_and_help_states_defaults():
+    """One line in TRAIN_OPTIONS is all a new kernel setting needs: its dest is a constructor
+    parameter of every kernel model it applies to, and --help shows its default."""
+    classes = {"q": bornml.MonopoleModel, "p": bornml.DipoleModel, "q+p": bornml.CombinedModel}
+    for dest, option in cli.TRAIN_OPTIONS.items():
+        for model in set(option.models) & set(cli.KERNEL):
+            assert dest in classes[model]._get_param_names(), (dest, model)
+        assert option.default is None or _states_default(option.help, option.default), dest
+    for dest, option in MACE_OPTIONS.items():
+        assert option.default in (None, False) or _states_default(option.help, option.default)
+
+
+def _states_default(text, default):
+    """Whether a help text names ``default`` in parentheses, "(5.0)", or as "'x', default"."""
+    if f"'{default}', default" in text:
+        return True
+    for token in re.findall(r"\(([^()]+)\)", text):
+        try:
+            if type(default)(token.strip()) == default:
+                return True
+        except ValueError:
+            pass
+    return False
+
+
+def test_mace_settings_from_the_command_line():
+    """--r-max (not --cutoff) is the MACE cutoff; left-out MACE flags get their defaults."""
+    pytest.importorskip("mace")
+    parser = cli.build_parser()
+    model = cli._build_model(parser.parse_args(["train", "x", "-o", "m.npz", "--model",
+                                                "mace-q", "--r-max", "4.5"]))
+    assert (model.r_max, model.max_epochs, model.dtype, model.charge_regularisation) == (
+        4.5, 200, "float64", 0.0)
+    model = cli._build_model(parser.parse_args(["train", "x", "-o", "m.npz", "--model",
+                                                "mace-q+p", "--charge-regularisation", "0.2",
+                                                "--float32"]))
+    assert (model.r_max, model.dtype, model.charge_regularisation) == (5.0, "float32", 0.2)

@@ -58,14 +58,15 @@ class Flag(NamedTuple):
     :data:`TRAIN_OPTIONS`, is the constructor parameter of the kernel models); ``models``: the
     ``--model`` values it applies to; ``default``: used when the flag is left out (filled in
     after the applicability check; the parser default is None); ``help``: the --help text,
-    which states the default; ``argparse``: type / choices / metavar; ``why``: said when the
-    flag is refused for a kernel model it does not apply to."""
+    which states the default; ``argparse``: type / choices / metavar; ``why``: the reason given
+    when the flag is refused for a --model it does not apply to (a kernel-only flag given for a
+    MACE model gets a general reason)."""
 
     flag: str
     models: tuple
     default: object
     help: str
-    argparse: dict = {}
+    argparse: dict = None
     why: str = ""
 
 
@@ -87,7 +88,7 @@ TRAIN_OPTIONS = {
                          {"type": float}),
     "zeta": Flag("--zeta", ("q", "q+p"), 2,
                  "q, q+p: exponent ζ of the charge kernel (2); the dipole kernel is linear",
-                 {"type": int}, why="the dipole kernel is linear (it has no ζ)"),
+                 {"type": int}, why="the dipole kernel is linear and has no ζ"),
     "n_sparse": Flag("--n-sparse", KERNEL, 500, "reference environments per species (500)",
                      {"type": int}),
     "sparse_method": Flag("--sparse-method", KERNEL, "fps",
@@ -109,7 +110,7 @@ TRAIN_OPTIONS = {
         "--charge-regularisation", ("q", "q+p", "mace-q", "mace-q+p"), None,
         "λ_q, pulls charges towards tr(Z_DFT)/3 (q, q+p: default chosen by cross-validation; "
         "mace-q, mace-q+p: default 0)", {"type": float},
-        why="the charges of p are fixed (--charges), not learnt"),
+        why="the charges of p and mace-p are fixed, not learnt"),
     "charges": Flag("--charges", ("p",), None,
                     "p: fixed charges in e, e.g. 'Zr=4,O=-2' (default: the training mean of "
                     "tr(Z)/3 per species)", {"metavar": "EL=Q,..."},
@@ -125,20 +126,20 @@ TRAIN_OPTIONS = {
     "cv_folds": Flag("--cv-folds", KERNEL, 5,
                      "folds of the cross-validation that chooses ω and λ_q (5)", {"type": int}),
 }
-KERNEL_OPTIONS = TRAIN_OPTIONS  # the name used before issue 9
+KERNEL_OPTIONS = TRAIN_OPTIONS  # the name this registry had before issue 9 (kept as an alias)
 
 
 def _add_model_options(p):
     g = p.add_argument_group("kernel model hyper-parameters (q, p, q+p)")
     for dest, option in TRAIN_OPTIONS.items():
         g.add_argument(option.flag, dest=dest, default=None, help=option.help,
-                       **option.argparse)
+                       **(option.argparse or {}))
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
 
 
 def _refusal(flag, model, models, why):
-    return (f"{flag} does not apply to --model {model}: {why} (it applies to --model "
-            f"{', '.join(models)})")
+    return (f"{flag} does not apply to --model {model}: {why}; {flag} applies only to "
+            f"--model {', '.join(models)}")
 
 
 def _check_applicable(args):
@@ -149,10 +150,10 @@ def _check_applicable(args):
     for dest, option in TRAIN_OPTIONS.items():
         if getattr(args, dest, None) is None or args.model in option.models:
             continue
-        if args.model in MACE:
-            why = "it is a kernel-model setting; the MACE models have their own"
+        if args.model in MACE and not set(MACE) & set(option.models):
+            why = "it is a kernel-model setting and the MACE models have their own"
             if dest == "cutoff":
-                why += " (--r-max is the MACE cutoff)"
+                why = "it is the kernel models' cutoff (MACE: --r-max)"
         else:
             why = option.why or "it is not a setting of this model"
         _usage_error(_refusal(option.flag, args.model, option.models, why))
@@ -160,7 +161,7 @@ def _check_applicable(args):
         if getattr(args, dest, None) is not None and args.model not in MACE:
             why = "it is a MACE setting"
             if dest == "r_max":
-                why += " (--cutoff is the kernel models' cutoff)"
+                why = "it is the MACE cutoff (kernel models: --cutoff)"
             _usage_error(_refusal(option.flag, args.model, MACE, why))
 
 

@@ -12,7 +12,7 @@ class MaceFlag(NamedTuple):
     flag: str
     default: object
     help: str
-    argparse: dict = {}
+    argparse: dict = None
 
 
 #: MACE flags: argparse dest → :class:`MaceFlag`. The parser default of every one is None, so
@@ -58,5 +58,5 @@ def add_mace_cli_options(group):
     are read from the namespace if present."""
     for dest, option in MACE_OPTIONS.items():
         group.add_argument(option.flag, dest=dest, default=None, help=option.help,
-                           **option.argparse)
+                           **(option.argparse or {}))
     return group
