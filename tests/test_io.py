@@ -378,3 +378,18 @@ def test_real_crystals(shared_data):
     assert all(f.arrays["bec"].shape == (len(f), 3, 3) for f in frames)
     assert all(f.info["epsilon_inf"].shape == (3, 3) for f in frames)
     assert _asr(frames) <= 1e-6
+
+
+def test_outputs_respect_the_umask(tmp_path):
+    """Atomic outputs get 0666 minus the umask (a temporary file would keep 0600)."""
+    import os
+
+    from bornml.fileutils import atomic_path
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "out.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644

@@ -1,7 +1,9 @@
 """Atomic file output: write to a temporary file beside the target, then rename.
 
 A crash or an error half-way never leaves a truncated output, and an existing file is only
-replaced once the new one is complete.
+replaced once the new one is complete. The file gets the permissions a plain ``open(path,
+"w")`` would give (0666 minus the umask), not the 0600 of a temporary file, so colleagues
+sharing a group folder can read models and spectra.
 """
 
 import contextlib
@@ -23,7 +25,15 @@ def atomic_path(path, suffix=None):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask():
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
