@@ -64,7 +64,7 @@ class KernelEquations:
         self.n_frames += 1
         target = asr_corrected(frame.arrays[keys.BEC])
         z = target.reshape(-1)
-        part.a += design.T @ design
+        part.a += design.T @ design  # (one transient n×n product)
         part.b += design.T @ z
         part.c += float(z @ z)
         part.n_rows += len(z)
@@ -113,12 +113,14 @@ class KernelEquations:
         return self
 
     # -- sums -------------------------------------------------------------------------------
-    def total(self, exclude=None):
-        """One _Part with the sums over all folds but ``exclude``."""
-        parts = [p for k, p in enumerate(self.parts) if k != exclude]
-        out = _Part(self.n, self.n_charge, self.species)
-        for p in parts:
-            out.a += p.a
+    def total(self):
+        """One _Part with the vector and small sums over all folds (no n×n matrix: that is
+        summed into the one working matrix of each solve, :meth:`_matrix`)."""
+        out = _Part(0, self.n_charge, self.species)
+        out.a = None
+        out.b = np.zeros(self.n)
+        out.offsets = np.zeros((len(self.species), self.n))
+        for p in self.parts:
             out.b += p.b
             out.c += p.c
             out.charge_a += p.charge_a
@@ -137,7 +139,7 @@ class KernelEquations:
                                for t in terms]).astype(int)
 
     def _total(self):
-        """Sums over all folds (kept: one n×n matrix)."""
+        """Vector and small sums over all folds (kept)."""
         if getattr(self, "_total_part", None) is None:
             self._total_part = self.total()
         return self._total_part
@@ -167,17 +169,17 @@ class KernelEquations:
         return out
 
     def _matrix(self, idx, exclude):
-        """A[idx, idx] of the training folds, as a new array (one n×n allocation)."""
-        total = self._total().a
+        """A[idx, idx] summed over the folds but ``exclude``, as one new array: the folds are
+        the only stored n×n matrices, so k folds cost (k + 1)·n² at the peak."""
         whole = len(idx) == self.n and np.array_equal(idx, np.arange(self.n))
-        lhs = total.copy() if whole else total[np.ix_(idx, idx)]
-        if exclude is not None:
-            part = self.parts[exclude].a
+        use = [p.a for k, p in enumerate(self.parts) if k != exclude]
+        lhs = use[0].copy() if whole else use[0][np.ix_(idx, idx)]
+        for a in use[1:]:
             if whole:
-                lhs -= part
+                lhs += a
             else:
                 for rows in np.array_split(np.arange(len(idx)), max(1, len(idx) // 512)):
-                    lhs[rows] -= part[np.ix_(idx[rows], idx)]
+                    lhs[rows] += a[np.ix_(idx[rows], idx)]
         return lhs
 
     def solve(self, terms, regularisers, omegas, charge_regularisation=0.0,
@@ -186,7 +188,7 @@ class KernelEquations:
 
         ``regularisers``/``omegas``: name → R_t matrix (None = identity) / ω_t;
         ``fixed_charges``: {Z: q⁰} or None; ``exclude``: a fold left out (cross-validation).
-        Memory: one n×n matrix beyond the stored sums (factorised in place)."""
+        Memory: one n×n matrix beyond the stored folds (factorised in place)."""
         eq = self.training_part(exclude)
         idx = self.columns(terms)
         b = eq.b[idx].copy()

@@ -130,7 +130,8 @@ class KernelBECModel(ParamsMixin):
         n_cols = sum(raw)
         n_max = max(len(f) for f in frames)
         self._check_memory(
-            FLOAT * ((n_folds + 2 + (n_folds > 1)) * n_cols ** 2 + 4 * 9 * n_max * n_cols),
+            # k folds + one working (or transient product) matrix, float64
+            FLOAT * ((n_folds + 1) * n_cols ** 2 + 4 * 9 * n_max * n_cols),
             f"normal equations ({n_cols} × {n_cols}"
             f"{f', {n_folds} folds' if n_folds > 1 else ''}) and the design matrix of a "
             f"{n_max}-atom frame ({9 * n_max} × {n_cols})", "lower n_sparse (--n-sparse)")
