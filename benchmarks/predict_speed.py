@@ -33,7 +33,7 @@ def reference_route(model, frame, chunk=2048):
     from bornml.models.bec_assembly import assemble_bec
     from bornml.models.kernel import kernel_weighted_gradient
 
-    fe, xhat, norms = model._expand(frame, 0)
+    fe, xhat, norms = model.reference_set_.expand(frame, 0)
     v = np.zeros_like(xhat)
     q = np.zeros(len(frame))
     for z in model.species_:

@@ -211,35 +211,31 @@ def vector_feature_atom_jacobian(jac, centers, neighbors, pair_species, center_s
 
 @numba.njit(cache=True)
 def pull_back_many_to_pairs(adjoints, segment, fr, dfr, y, dy, unit):
-    """:func:`pull_back_to_pairs` for K adjoints (K, n_segments, N, LM) in one pass over the
-    pairs (the radial and angular tables are read once): → (K, P, 3)."""
+    """:func:`pull_back_to_pairs` for K adjoints (K, n_segments, N, LM) in one call (the
+    pair's tables stay in cache across the K passes): → (K, P, 3)."""
     n_pairs, n_l, n_rad = fr.shape
     n_k = adjoints.shape[0]
     g = np.zeros((n_k, n_pairs, 3))
-    a = np.empty(n_k)
-    b = np.empty(n_k)
-    radial_part = np.empty(n_k)
     for p in range(n_pairs):
         s = segment[p]
-        radial_part[:] = 0.0
-        for l in range(n_l):
-            for lm in range(l * l, (l + 1) * (l + 1)):
-                a[:] = 0.0
-                b[:] = 0.0
-                for n in range(n_rad):
-                    f = fr[p, l, n]
-                    df = dfr[p, l, n]
-                    for k in range(n_k):
-                        u = adjoints[k, s, n, lm]
-                        a[k] += u * f
-                        b[k] += u * df
-                for k in range(n_k):
-                    radial_part[k] += b[k] * y[p, lm]
-                    g[k, p, 0] += a[k] * dy[p, 0, lm]
-                    g[k, p, 1] += a[k] * dy[p, 1, lm]
-                    g[k, p, 2] += a[k] * dy[p, 2, lm]
         for k in range(n_k):
-            g[k, p, 0] += radial_part[k] * unit[p, 0]
-            g[k, p, 1] += radial_part[k] * unit[p, 1]
-            g[k, p, 2] += radial_part[k] * unit[p, 2]
+            radial_part = 0.0
+            gx = 0.0
+            gy = 0.0
+            gz = 0.0
+            for l in range(n_l):
+                for lm in range(l * l, (l + 1) * (l + 1)):
+                    a = 0.0
+                    b = 0.0
+                    for n in range(n_rad):
+                        u = adjoints[k, s, n, lm]
+                        a += u * fr[p, l, n]
+                        b += u * dfr[p, l, n]
+                    radial_part += b * y[p, lm]
+                    gx += a * dy[p, 0, lm]
+                    gy += a * dy[p, 1, lm]
+                    gz += a * dy[p, 2, lm]
+            g[k, p, 0] = gx + radial_part * unit[p, 0]
+            g[k, p, 1] = gy + radial_part * unit[p, 1]
+            g[k, p, 2] = gz + radial_part * unit[p, 2]
     return g
