@@ -14,7 +14,9 @@ def solve_in_place(build, b):
     ``jitter`` × mean(diag) added to its diagonal. Cholesky in place (no copy); when the
     system is singular to working precision it is rebuilt with a small ridge (1e-12 … 1e-8),
     and as the last resort solved by an eigen-decomposition."""
+    lhs = None
     for jitter in (0.0, 1e-12, 1e-10, 1e-8):
+        del lhs  # release a failed factorisation before building the next matrix
         lhs = build(jitter)
         with warnings.catch_warnings():
             warnings.simplefilter("error", scipy.linalg.LinAlgWarning)
@@ -26,6 +28,7 @@ def solve_in_place(build, b):
                 continue
         if np.all(np.isfinite(w)):
             return w
+    del lhs
     lhs = build(0.0)
     vals, vecs = scipy.linalg.eigh(lhs, overwrite_a=True)
     keep = vals > 1e-12 * vals.max()

@@ -152,6 +152,7 @@ class KernelBECModel(ParamsMixin):
                     out, charge_design = out
                 designs.append(out)
             eqs.add(np.concatenate(designs, axis=1), charge_design, frame)
+        self.reference_set_.release_design_cache()  # the solves need the memory more
         for term in learnt:
             basis = term.projection() if hasattr(term, "projection") else None
             if basis is not None:

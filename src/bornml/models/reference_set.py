@@ -124,6 +124,10 @@ class ReferenceSet:
                     self._rows[z, s] = np.ascontiguousarray(block.reshape(len(r), -1))
         return self._rows
 
+    def release_design_cache(self):
+        """Drop the cached reference rows of :meth:`rows` (rebuilt when next needed)."""
+        self._rows = None
+
     # -- files ----------------------------------------------------------------------------
     def arrays(self):
         out = {"radial_grid": self.radial_basis.grid,
