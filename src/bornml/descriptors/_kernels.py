@@ -32,35 +32,6 @@ def accumulate_density(fr, y, bounds):
 
 
 @numba.njit(cache=True)
-def pull_back_to_pairs(adjoint, segment, fr, dfr, y, dy, unit):
-    """g[p, :] = Σ_{n,lm} adjoint[seg_p, n, lm] ∂(fr[p,l,n] y[p,lm])/∂d_p → (P, 3)."""
-    n_pairs, n_l, n_rad = fr.shape
-    g = np.zeros((n_pairs, 3))
-    for p in range(n_pairs):
-        s = segment[p]
-        radial_part = 0.0
-        gx = 0.0
-        gy = 0.0
-        gz = 0.0
-        for l in range(n_l):
-            for lm in range(l * l, (l + 1) * (l + 1)):
-                a = 0.0
-                b = 0.0
-                for n in range(n_rad):
-                    u = adjoint[s, n, lm]
-                    a += u * fr[p, l, n]
-                    b += u * dfr[p, l, n]
-                radial_part += b * y[p, lm]
-                gx += a * dy[p, 0, lm]
-                gy += a * dy[p, 1, lm]
-                gz += a * dy[p, 2, lm]
-        g[p, 0] = gx + radial_part * unit[p, 0]
-        g[p, 1] = gy + radial_part * unit[p, 1]
-        g[p, 2] = gz + radial_part * unit[p, 2]
-    return g
-
-
-@numba.njit(cache=True)
 def smoothed_radial(coef, dx, r, cutoff, width, n_l, n_rad):
     """Cubic-Hermite spline times shifted-cosine cut-off, and its r-derivative.
 
@@ -211,8 +182,9 @@ def vector_feature_atom_jacobian(jac, centers, neighbors, pair_species, center_s
 
 @numba.njit(cache=True)
 def pull_back_many_to_pairs(adjoints, segment, fr, dfr, y, dy, unit):
-    """:func:`pull_back_to_pairs` for K adjoints (K, n_segments, N, LM) in one call (the
-    pair's tables stay in cache across the K passes): → (K, P, 3)."""
+    """g[k, p, :] = Σ_{n,lm} adjoints[k, seg_p, n, lm] ∂(fr[p,l,n] y[p,lm])/∂d_p for K
+    adjoints (K, n_segments, N, LM) in one call (the pair's tables stay in cache across the K
+    passes) → (K, P, 3)."""
     n_pairs, n_l, n_rad = fr.shape
     n_k = adjoints.shape[0]
     g = np.zeros((n_k, n_pairs, 3))

@@ -25,7 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ._kernels import accumulate_density, pull_back_many_to_pairs, pull_back_to_pairs
+from ._kernels import accumulate_density, pull_back_many_to_pairs
 from .neighbors import neighbor_list
 from .radial import RadialBasis
 
@@ -153,9 +153,8 @@ class FrameExpansion:
             adjoint = np.einsum("cs,icnl->isnl", self.mixing, adjoint)
         n_atoms, S = adjoint.shape[:2]
         flat = np.ascontiguousarray(adjoint.reshape((n_atoms * S,) + adjoint.shape[2:]))
-        return pull_back_to_pairs(flat, self._segment, self._fr, self._dfr, self._y, self._dy,
-                                  self._unit)
-
+        return pull_back_many_to_pairs(flat[None], self._segment, self._fr, self._dfr,
+                                       self._y, self._dy, self._unit)[0]
 
     def pair_vjp_many(self, adjoints):
         """:meth:`pair_vjp` of K adjoints (K, N, C, n, LM) at once → (K, P, 3)."""
