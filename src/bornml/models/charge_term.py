@@ -12,6 +12,7 @@ columns). Regulariser ω_q·s_q·wᵀK_MM w (the Gaussian-process prior, ``"kern
 import numpy as np
 import scipy.linalg
 
+from .. import keys
 from ..descriptors._kernels import pair_feature_jacobian
 from ..descriptors.soap import power_spectrum_vjp
 from .bec_assembly import assemble_bec
@@ -29,6 +30,7 @@ class ChargeTerm:
     """Charges q_i from a scalar kernel over the shared references (see module docstring)."""
 
     name = "charges"
+    learnt = True
 
     def __init__(self, zeta=2, regulariser="kernel"):
         if int(zeta) != zeta or zeta < 1:
@@ -39,14 +41,25 @@ class ChargeTerm:
         self.regulariser = regulariser
         self.weights = None
         self._contracted = None
+        self._regulariser = None
 
     def prepare(self, refs, frames, check_memory):
         self.refs = refs
         self.check_memory = check_memory
+        self._regulariser = None
         return self
 
     def n_columns(self):
         return self.refs.n_references()
+
+    n_raw_columns = n_columns  # no projection: the design is in weight coordinates
+
+    def projection(self):
+        """None: the design columns are the weights themselves."""
+        return None
+
+    def is_fitted(self):
+        return self.weights is not None
 
     def adopt(self, prepared):
         """Take the preparation (not the weights) of an equal term that built the equations."""
@@ -54,6 +67,7 @@ class ChargeTerm:
             raise ValueError(f"the equations were accumulated with zeta {prepared.zeta}, this "
                              f"model has zeta {self.zeta}")
         self.refs, self.check_memory = prepared.refs, prepared.check_memory
+        self._regulariser = None
         return self
 
     # -- fitting ----------------------------------------------------------------------------
@@ -111,11 +125,14 @@ class ChargeTerm:
         return np.concatenate(designs, axis=1), np.concatenate(charge_designs, axis=1)
 
     def regulariser_matrix(self):
-        """R_q (M, M): block-diagonal K_MM (plus 1e-10·I), or None for the identity."""
-        m = self.n_columns()
+        """R_q (M, M): block-diagonal K_MM (plus 1e-10·I), or None for the identity (built
+        once: the references do not change after preparation)."""
         if self.regulariser == "identity":
             return None
-        return scipy.linalg.block_diag(*self.refs.kernel_blocks(self.zeta)) + 1e-10 * np.eye(m)
+        if self._regulariser is None:
+            self._regulariser = scipy.linalg.block_diag(*self.refs.kernel_blocks(self.zeta)) \
+                + 1e-10 * np.eye(self.n_columns())
+        return self._regulariser
 
     def set_weights(self, w):
         self.weights = {}
@@ -161,12 +178,14 @@ class ChargeTerm:
         adjoint = power_spectrum_vjp(fe.coefficients, v, self.refs.settings.max_angular)
         return q, fe.pair_vjp(adjoint)
 
-    def bec(self, ctx, frame):
-        """(Z (N, 3, 3), neutral charges (N,), asr_residual (3, 3)) of the charge term."""
+    def predict(self, ctx, frame):
+        """{bec: Z (N, 3, 3), charges: neutral q' (N,), asr_residual (3, 3)} of the term."""
         q, g = self.charges_and_pair_gradients(ctx, frame)
         pairs = ctx.fe.pairs
-        return assemble_bec(q, g, pairs.centers, pairs.neighbors, pairs.vectors,
-                            ctx.fe.positions, ctx.fe.periodic)
+        bec, neutral, residual = assemble_bec(q, g, pairs.centers, pairs.neighbors,
+                                              pairs.vectors, ctx.fe.positions,
+                                              ctx.fe.periodic)
+        return {keys.BEC: bec, keys.CHARGES: neutral, keys.ASR_RESIDUAL: residual}
 
     def dipole_derivative(self, ctx, frame, velocities):
         """Σ_j Z_j^(q) v_j (3,) without assembling Z."""
@@ -179,7 +198,10 @@ class ChargeTerm:
     def arrays(self):
         return {f"weights_{z}": self.weights[z] for z in self.refs.species}
 
-    def load(self, refs, arrays, path):
+    def extra(self):
+        return {}
+
+    def load(self, refs, arrays, extra, path):
         self.refs = refs
         missing = [z for z in refs.species if z not in refs.references]
         if missing:  # load_model turns this into "model file is missing the array ..."

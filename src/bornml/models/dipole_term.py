@@ -18,6 +18,7 @@ rule exactly. ζ_p = 1 only (a product with the scalar kernel is not implemented
 
 import numpy as np
 
+from .. import keys
 from ..descriptors.lambda_soap import (
     _blocks,
     atom_jacobian,
@@ -43,6 +44,7 @@ class DipoleTerm:
     """Atomic dipoles from the λ=1 kernel (see module docstring)."""
 
     name = "dipoles"
+    learnt = True
 
     def __init__(self, route="auto"):
         if route not in ROUTES:
@@ -101,6 +103,9 @@ class DipoleTerm:
         """Σ_z r_z (the design columns after projection)."""
         return sum(b.shape[1] for b in self.bases.values())
 
+    def is_fitted(self):
+        return self.weights is not None
+
     def n_raw_columns(self):
         """Columns of one frame's design before projection: S·F or Σ_z r_z."""
         if self.route_ == "features":
@@ -109,8 +114,11 @@ class DipoleTerm:
 
     # -- fitting --------------------------------------------------------------------------
     def design(self, ctx, frame):
-        """Born-charge rows (N·9, n_raw_columns): per contracted weight u_z[f] ("features"),
-        or on the span coordinates y_z ("references")."""
+        """(Born-charge rows (N·9, n_raw_columns), None — no charge rows): per contracted
+        weight u_z[f] ("features"), or on the span coordinates y_z ("references")."""
+        return self._design(ctx), None
+
+    def _design(self, ctx):
         fe, xhat, norms = ctx
         n_atoms = fe.n_atoms
         xvec = self._vector_features(ctx)
@@ -171,11 +179,12 @@ class DipoleTerm:
             (dipoles[centers] / norms[centers, None])[:, :, None] * self_term[:, None, :]
         return dipoles, grads
 
-    def bec(self, ctx, frame):
-        """(Z^(p) (N, 3, 3), dipoles (N, 3))."""
+    def predict(self, ctx, frame):
+        """{bec: Z^(p) (N, 3, 3), dipoles: p (N, 3) e·Å}."""
         dipoles, grads = self.dipoles_and_pair_gradients(ctx)
         pairs = ctx.fe.pairs
-        return scatter_pairs(grads, pairs.centers, pairs.neighbors, len(frame)), dipoles
+        return {keys.BEC: scatter_pairs(grads, pairs.centers, pairs.neighbors, len(frame)),
+                keys.DIPOLES: dipoles}
 
     def dipole_derivative(self, ctx, frame, velocities):
         _, grads = self.dipoles_and_pair_gradients(ctx)
@@ -187,7 +196,10 @@ class DipoleTerm:
     def arrays(self):
         return {f"dipole_weights_{z}": self.weights[z] for z in self.refs.species}
 
-    def load(self, refs, arrays, path):
+    def extra(self):
+        return {}
+
+    def load(self, refs, arrays, extra, path):
         from ..errors import ModelFileError
 
         self.refs = refs

@@ -28,6 +28,10 @@ def asr_corrected(bec):
     return bec - bec.mean(axis=0)
 
 
+#: the per-fold sums besides the n×n matrix and the per-species dicts
+_SUMMED = ("b", "c", "charge_a", "charge_b", "offsets", "trace_targets", "trace_gram", "n_rows")
+
+
 class _Part:
     def __init__(self, n, n_charge, species):
         self.a = np.zeros((n, n))
@@ -109,64 +113,38 @@ class KernelEquations:
             part.b = t.T @ part.b
             part.offsets = part.offsets @ t
         self.blocks, self.n = new_blocks, new_n
-        self._total_part = self._last_training = None
+        self._last_training = None
         return self
 
     # -- sums -------------------------------------------------------------------------------
-    def total(self):
-        """One _Part with the vector and small sums over all folds (no n×n matrix: that is
-        summed into the one working matrix of each solve, :meth:`_matrix`)."""
+    def _combined(self, signs):
+        """A _Part without the n×n matrix: Σ_k signs[k]·(vector and small sums of fold k)."""
         out = _Part(0, self.n_charge, self.species)
         out.a = None
         out.b = np.zeros(self.n)
         out.offsets = np.zeros((len(self.species), self.n))
-        for p in self.parts:
-            out.b += p.b
-            out.c += p.c
-            out.charge_a += p.charge_a
-            out.charge_b += p.charge_b
-            out.offsets += p.offsets
-            out.trace_targets += p.trace_targets
-            out.trace_gram += p.trace_gram
-            out.n_rows += p.n_rows
+        for sign, p in zip(signs, self.parts):
+            if not sign:
+                continue
+            for name in _SUMMED:
+                setattr(out, name, getattr(out, name) + sign * getattr(p, name))
             for s in self.species:
-                out.trace_sums[s] += p.trace_sums[s]
-                out.counts[s] += p.counts[s]
+                out.trace_sums[s] += sign * p.trace_sums[s]
+                out.counts[s] += sign * p.counts[s]
         return out
 
     def columns(self, terms):
         return np.concatenate([np.arange(self.blocks[t].start, self.blocks[t].stop)
                                for t in terms]).astype(int)
 
-    def _total(self):
-        """Vector and small sums over all folds (kept)."""
-        if getattr(self, "_total_part", None) is None:
-            self._total_part = self.total()
-        return self._total_part
-
     def training_part(self, exclude=None):
         """Vector and small sums over every fold but ``exclude`` (the n×n matrix is formed
-        only inside :meth:`solve`, in place)."""
+        only inside :meth:`solve`, in place); the last one asked for is kept."""
         last = getattr(self, "_last_training", None)
-        if last is not None and last[0] == exclude:
-            return last[1]
-        total = self._total()
-        out = _Part(0, self.n_charge, self.species)
-        out.a = None
-        out.b = total.b - (self.parts[exclude].b if exclude is not None else 0.0)
-        for name in ("c", "charge_a", "charge_b", "offsets", "trace_targets", "trace_gram",
-                     "n_rows"):
-            value = getattr(total, name)
-            if exclude is not None:
-                value = value - getattr(self.parts[exclude], name)
-            setattr(out, name, value)
-        for s in self.species:
-            out.trace_sums[s] = total.trace_sums[s] - (
-                self.parts[exclude].trace_sums[s] if exclude is not None else 0.0)
-            out.counts[s] = total.counts[s] - (
-                self.parts[exclude].counts[s] if exclude is not None else 0)
-        self._last_training = (exclude, out)
-        return out
+        if last is None or last[0] != exclude:
+            signs = [0 if k == exclude else 1 for k in range(len(self.parts))]
+            last = self._last_training = (exclude, self._combined(signs))
+        return last[1]
 
     def _matrix(self, idx, exclude):
         """A[idx, idx] summed over the folds but ``exclude``, as one new array: the folds are

@@ -10,6 +10,8 @@ solve time.
 
 import numpy as np
 
+from .. import keys
+
 
 def parse_charges(charges):
     """{atomic number: charge} from a dict keyed by element symbol or atomic number."""
@@ -30,6 +32,7 @@ class FixedChargeTerm:
     """Species charges q⁰ (see module docstring)."""
 
     name = "fixed_charges"
+    learnt = False  # no weights, no design columns
 
     def __init__(self, charges=None):
         self.given = parse_charges(charges)
@@ -46,16 +49,23 @@ class FixedChargeTerm:
         q = np.array([self.charges[int(z)] for z in frame.numbers])
         return q - q.mean()
 
-    def bec(self, frame):
-        q = self.neutral_charges(frame)
-        return q[:, None, None] * np.eye(3), q
+    def is_fitted(self):
+        return self.charges is not None
 
-    def dipole_derivative(self, frame, velocities):
+    def predict(self, ctx, frame):
+        """{bec: q⁰'_j I (N, 3, 3), charges: q⁰' (N,)}; ``ctx`` is not needed."""
+        q = self.neutral_charges(frame)
+        return {keys.BEC: q[:, None, None] * np.eye(3), keys.CHARGES: q}
+
+    def dipole_derivative(self, ctx, frame, velocities):
         return self.neutral_charges(frame) @ velocities
+
+    def arrays(self):
+        return {}
 
     def extra(self):
         return {"fixed_charges": {str(z): q for z, q in self.charges.items()}}
 
-    def load(self, extra):
+    def load(self, refs, arrays, extra, path):
         self.charges = {int(z): float(q) for z, q in extra["fixed_charges"].items()}
         return self

@@ -25,7 +25,6 @@ from ..descriptors.species_channels import species_mixing
 from ..memory import FLOAT, check_memory, parse_bytes
 from .cross_validation import FALLBACK, choose_regularisation
 from .equations import KernelEquations
-from .fixed_charge_term import FixedChargeTerm
 from .params import ParamsMixin
 from .reference_set import ReferenceSet
 from .sparsify import METHODS
@@ -87,7 +86,18 @@ class KernelBECModel(ParamsMixin):
         return check_memory(n_bytes, what, hint, self.max_memory)
 
     def _learnt(self):
-        return [t for t in self.terms_.values() if not isinstance(t, FixedChargeTerm)]
+        return [t for t in self.terms_.values() if t.learnt]
+
+    def _frame_design(self, ctx, frame):
+        """(Φ (N·9, n_raw), Φ_q (N, M_q) or None): the learnt terms' Born-charge columns of
+        one frame side by side, and the charge rows of the charge term."""
+        designs, charge_design = [], None
+        for term in self._learnt():
+            out, charge_rows = term.design(ctx, frame)
+            designs.append(out)
+            if charge_rows is not None:
+                charge_design = charge_rows
+        return np.concatenate(designs, axis=1), charge_design
 
     # -- fitting ----------------------------------------------------------------------------
     def fit(self, frames):
@@ -110,7 +120,7 @@ class KernelBECModel(ParamsMixin):
             self.sparse_method, int(self.max_pool), self.seed, self._check_memory,
             self.progress)
         for term in terms.values():
-            if not isinstance(term, FixedChargeTerm):
+            if term.learnt:
                 term.prepare(self.reference_set_, frames, self._check_memory)
         self.terms_ = terms
         return self
@@ -125,8 +135,7 @@ class KernelBECModel(ParamsMixin):
         if n_folds is None:
             n_folds = min(int(self.cv_folds), len(frames)) if self._needs_cv() else 1
         learnt = self._learnt()
-        raw = [t.n_raw_columns() if hasattr(t, "n_raw_columns") else t.n_columns()
-               for t in learnt]
+        raw = [t.n_raw_columns() for t in learnt]
         n_cols = sum(raw)
         n_max = max(len(f) for f in frames)
         self._check_memory(
@@ -144,17 +153,10 @@ class KernelBECModel(ParamsMixin):
                               charge.n_columns() if charge else 0, n_folds)
         for index, frame in enumerate(tqdm(frames, desc="fit: design",
                                            disable=not self.progress)):
-            ctx = self.reference_set_.expand(frame, index)
-            designs, charge_design = [], None
-            for term in learnt:
-                out = term.design(ctx, frame)
-                if term.name == "charges":
-                    out, charge_design = out
-                designs.append(out)
-            eqs.add(np.concatenate(designs, axis=1), charge_design, frame)
+            eqs.add(*self._frame_design(self.reference_set_.expand(frame, index), frame), frame)
         self.reference_set_.release_design_cache()  # the solves need the memory more
         for term in learnt:
-            basis = term.projection() if hasattr(term, "projection") else None
+            basis = term.projection()
             if basis is not None:
                 eqs.project(term.name, basis)
         # what another estimator needs to solve these equations (read only)
@@ -173,7 +175,7 @@ class KernelBECModel(ParamsMixin):
             raise ValueError(f"the equations were accumulated with other settings: {differ}")
         terms = self._make_terms()
         for name, term in terms.items():
-            if isinstance(term, FixedChargeTerm):
+            if not term.learnt:
                 continue
             if name not in eqs.prepared_terms:
                 raise ValueError(f"the equations have no {name!r} columns; accumulate them "
@@ -206,9 +208,7 @@ class KernelBECModel(ParamsMixin):
             part = eqs.training_part(exclude)
             fixed.set_from_traces(part.trace_sums, part.counts)
             charges = dict(fixed.charges)
-        if not hasattr(self, "_regularisers_cache"):
-            self._regularisers_cache = self._regularisers()
-        w = eqs.solve([t.name for t in self._learnt()], self._regularisers_cache,
+        w = eqs.solve([t.name for t in self._learnt()], self._regularisers(),
                       self._omegas(values), float(values.get("charge_regularisation") or 0.0),
                       charges, exclude)
         return w, charges
@@ -218,7 +218,6 @@ class KernelBECModel(ParamsMixin):
         are chosen by k-fold cross-validation on the equations' folds (see
         :mod:`bornml.models.cross_validation`); the choice is ``regularisation_`` and the
         CV curve ``cv_curve_``."""
-        self.__dict__.pop("_regularisers_cache", None)
         given = self._given_regularisation()
         if self._needs_cv() and len(eqs.parts) < 2:
             warnings.warn(f"{type(self).__name__}: cross-validation needs ≥ 2 folds of frames; "
@@ -240,20 +239,13 @@ class KernelBECModel(ParamsMixin):
         """(Φ (N·9, n), Φ_q (N, M_q)) of one frame: the learnt terms' Born-charge columns
         (before any projection) and the charge rows (empty without a charge term)."""
         self._check_fitted()
-        ctx = self.reference_set_.expand(frame, index)
-        designs, charge_design = [], np.zeros((len(frame), 0))
-        for term in self._learnt():
-            out = term.design(ctx, frame)
-            if term.name == "charges":
-                out, charge_design = out
-            designs.append(out)
-        return np.concatenate(designs, axis=1), charge_design
+        design, charge_design = self._frame_design(self.reference_set_.expand(frame, index),
+                                                   frame)
+        return design, (np.zeros((len(frame), 0)) if charge_design is None else charge_design)
 
     # -- prediction -------------------------------------------------------------------------
     def _check_fitted(self):
-        if not hasattr(self, "terms_") or any(
-                getattr(t, "weights", None) is None and getattr(t, "charges", 0) is None
-                for t in self.terms_.values()):
+        if not hasattr(self, "terms_") or not all(t.is_fitted() for t in self.terms_.values()):
             raise RuntimeError("model is not fitted; call fit(frames) or load_model(path)")
 
     def predict_frame(self, frame, index=0):
@@ -265,14 +257,10 @@ class KernelBECModel(ParamsMixin):
         n_atoms = len(frame)
         bec = np.zeros((n_atoms, 3, 3))
         out = {keys.CHARGES: np.zeros(n_atoms), keys.ASR_RESIDUAL: np.zeros((3, 3))}
-        for term in self.terms_.values():
-            if term.name == "charges":
-                z, out[keys.CHARGES], out[keys.ASR_RESIDUAL] = term.bec(ctx, frame)
-            elif term.name == "fixed_charges":
-                z, out[keys.CHARGES] = term.bec(frame)
-            else:
-                z, out[keys.DIPOLES] = term.bec(ctx, frame)
-            bec += z
+        for term in self.terms_.values():  # each term adds to Z and gives its own keys
+            part = term.predict(ctx, frame)
+            bec += part.pop(keys.BEC)
+            out.update(part)
         out[keys.BEC] = bec
         return out
 
@@ -288,10 +276,7 @@ class KernelBECModel(ParamsMixin):
         ctx = self.reference_set_.expand(atoms)
         mdot = np.zeros(3)
         for term in self.terms_.values():
-            if term.name == "fixed_charges":
-                mdot += term.dipole_derivative(atoms, v)
-            else:
-                mdot += term.dipole_derivative(ctx, atoms, v)
+            mdot += term.dipole_derivative(ctx, atoms, v)
         return mdot
 
     # -- fitted quantities by their familiar names -------------------------------------------
@@ -350,8 +335,7 @@ class KernelBECModel(ParamsMixin):
 
     def n_design_columns(self):
         """Design columns of one frame before projection (charges + dipoles)."""
-        return sum(t.n_raw_columns() if hasattr(t, "n_raw_columns") else t.n_columns()
-                   for t in self._learnt())
+        return sum(t.n_raw_columns() for t in self._learnt())
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path):
@@ -363,10 +347,8 @@ class KernelBECModel(ParamsMixin):
         arrays = self.reference_set_.arrays()
         extra = {}
         for term in self.terms_.values():
-            if term.name == "fixed_charges":
-                extra.update(term.extra())
-            else:
-                arrays.update(term.arrays())
+            arrays.update(term.arrays())
+            extra.update(term.extra())
         write_archive(path, self, arrays, extra)
 
     @classmethod
@@ -376,8 +358,5 @@ class KernelBECModel(ParamsMixin):
         model.reference_set_ = ReferenceSet.from_arrays(model.soap_settings, species, arrays)
         model.terms_ = model._make_terms()
         for term in model.terms_.values():
-            if term.name == "fixed_charges":
-                term.load(meta["extra"])
-            else:
-                term.load(model.reference_set_, arrays, path)
+            term.load(model.reference_set_, arrays, meta["extra"], path)
         return model
