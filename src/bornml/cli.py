@@ -126,7 +126,6 @@ TRAIN_OPTIONS = {
     "cv_folds": Flag("--cv-folds", KERNEL, 5,
                      "folds of the cross-validation that chooses ω and λ_q (5)", {"type": int}),
 }
-KERNEL_OPTIONS = TRAIN_OPTIONS  # the name this registry had before issue 9 (kept as an alias)
 
 
 def _add_model_options(p):

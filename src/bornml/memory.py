@@ -11,6 +11,9 @@ import re
 from .errors import MemoryLimitError
 
 FLOAT = 8  #: bytes per float64
+#: what shrinks the reference-sized arrays (the hint of those memory errors)
+FEWER_REFERENCES = ("lower n_sparse (--n-sparse) or compress the species channels "
+                    "(species_channels / --species-channels)")
 DEFAULT_FRACTION = 0.8  #: share of the available memory a step may take when no limit is set
 
 _UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2 ** 10,

@@ -26,7 +26,7 @@ from ..descriptors.lambda_soap import (
     vector_features,
     vector_features_vjp,
 )
-from ..memory import FLOAT
+from ..memory import FEWER_REFERENCES, FLOAT
 from .bec_assembly import _pair_to_atom
 
 BASIS_TOLERANCE = 1e-8  # singular values below this × the largest span no direction
@@ -70,8 +70,7 @@ class DipoleTerm:
         m_total = refs.n_references()
         check_memory(FLOAT * 3 * m_total * F * 2,
                      f"λ=1 features of the {m_total} references (3 × {F} each)",
-                     "lower n_sparse (--n-sparse) or compress the species channels "
-                     "(species_channels / --species-channels)")
+                     FEWER_REFERENCES)
         feats = {z: np.zeros((len(src), 3, F)) for z, src in refs.sources.items()}
         needed = sorted({int(f) for src in refs.sources.values() for f in src[:, 0]})
         for index in needed:

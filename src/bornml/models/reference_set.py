@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from ..descriptors.soap import FrameExpansion, feature_to_matrices, power_spectrum
 from ..descriptors.species_channels import species_mixing
 from ..errors import BornDataError
-from ..memory import FLOAT
+from ..memory import FEWER_REFERENCES, FLOAT
 from .kernel import normalise
 from .sparsify import select_sparse
 from .training_data import source_of
@@ -78,7 +78,7 @@ class ReferenceSet:
         check_memory(FLOAT * (n_env * D + largest * D + min(largest, D) ** 2),
                      f"reference selection ({n_env} environments × D = {D} features)",
                      "use fewer frames, lower max_pool, or compress the species channels "
-                     "(species_channels / --species-channels)")
+                     "(species_channels / --species-channels)")  # not n_sparse: the pool
         rng = np.random.default_rng(seed)
         pool = {z: [] for z in species}
         where = {z: [] for z in species}
@@ -113,8 +113,7 @@ class ReferenceSet:
             L1 = self.settings.max_angular + 1
             check_memory(FLOAT * self.n_references() * (len(self.species) + 2) * L1 * N * C * N,
                          f"reference matrices of the charge design ({self.n_references()} "
-                         "references)", "lower n_sparse (--n-sparse) or compress the species "
-                         "channels (species_channels / --species-channels)")
+                         "references)", FEWER_REFERENCES)
             self._rows = {}
             for z, r in self.references.items():
                 mats = feature_to_matrices(r, C * N, self.settings.max_angular)
