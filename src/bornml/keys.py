@@ -37,7 +37,12 @@ STRESS = "stress"  #: frame stress (calculator result), Voigt (6,) or (3, 3), eV
 PBC = "pbc"  #: frame periodicity written to the extxyz comment line, (3,) bool
 SOURCE = "bornml_source"  #: frame provenance "file:frame" used in error messages
 ASR_RESIDUAL = "asr_residual"  #: predict dict: part removed by the sum-rule projection, (3, 3) e
-TIME_KEYS = ("time_fs", "time")  #: frame info: absolute time of the frame, fs
+TIME_FS = "time_fs"  #: frame info: time of the frame, fs
+TIME_PS = "time_ps"  #: frame info: time of the frame, ps
+TIME = "time"  #: frame info: time of the frame in a unit the file does not state (--time-unit)
+TIME_KEYS = (TIME_FS, TIME_PS, TIME)  #: frame info: absolute time of the frame
+TIME_KEY_UNITS = {TIME_FS: "fs", TIME_PS: "ps", TIME: None}  #: unit of each time key (None: ask)
+STEP_COUNTER = "timestep"  #: frame info (LAMMPS dumps): integer MD step counter, not a time
 TIMESTEP_KEYS = ("timestep_fs", "dt_fs")  #: frame info: time between stored frames, fs
 TIMESTEP = TIMESTEP_KEYS[0]  #: the time-step key bornml writes, fs
 

@@ -217,19 +217,42 @@ def _as_float(value, path, frame, key):
                             key=key) from err
 
 
+def bec_of_frame(atoms, layout=keys.LAYOUT_AUTO, path=None, frame=None):
+    """Born charges of one frame, found as :func:`read_frames` finds them; ``atoms`` unchanged.
+
+    Every alias of ``keys.BEC_ALIASES`` is tried, the per-atom array first ((n, 9) or
+    (n, 3, 3)), then the frame info (9·n numbers, also as a string). ``layout``: storage order
+    of the 9 numbers ("auto" = "P-r", the extxyz default; "r-P" = transposed). Returns
+    (n_atoms, 3, 3) float64 in e, project layout Z[j, a, b] = dP_a/dr_jb; raises
+    :class:`BornDataError` naming ``path``, ``frame`` and the key.
+    """
+    if layout not in keys.LAYOUTS:
+        raise BornDataError(f"unknown BEC layout {layout!r}; use one of {keys.LAYOUTS}",
+                            path=path, key="layout")
+    layout = keys.LAYOUT_P_R if layout == keys.LAYOUT_AUTO else layout
+    return _find_bec(atoms, path, frame, layout)[0]
+
+
 def _extract_bec(atoms, path, frame, layout):
-    """Find the BEC under any alias (per-atom array first, then frame info); (n, 3, 3) float64."""
+    """:func:`bec_of_frame` for the readers: also removes the key it was found under."""
+    bec, name = _find_bec(atoms, path, frame, layout)
+    (atoms.arrays if name in atoms.arrays else atoms.info).pop(name)
+    return bec
+
+
+def _find_bec(atoms, path, frame, layout):
+    """(BEC (n, 3, 3) float64 in the project layout, key found); per-atom array first."""
     n = len(atoms)
     for name in keys.BEC_ALIASES:
         if name in atoms.arrays:
-            raw = _as_float(atoms.arrays.pop(name), path, frame, name)
+            raw = _as_float(atoms.arrays[name], path, frame, name)
             if raw.shape not in ((n, 9), (n, 3, 3)):
                 raise BornDataError(f"per-atom BEC has shape {raw.shape}: "
                                     f"{raw[0].size if raw.ndim else 0} numbers per atom, "
                                     "expected 9", path=path, frame=frame, key=name)
             break
         if name in atoms.info:
-            raw = _as_float(atoms.info.pop(name), path, frame, name)
+            raw = _as_float(atoms.info[name], path, frame, name)
             if raw.size != 9 * n:
                 raise BornDataError(f"per-frame BEC has {raw.size} numbers, expected "
                                     f"9 x {n} atoms = {9 * n}", path=path, frame=frame, key=name)
@@ -238,7 +261,8 @@ def _extract_bec(atoms, path, frame, layout):
         raise BornDataError(f"no BEC found (looked for {keys.BEC_ALIASES}); per-atom keys: "
                             f"{sorted(atoms.arrays)}, frame keys: {sorted(atoms.info)}",
                             path=path, frame=frame, key="bec")
-    return check_bec(keys.to_project_layout(raw.reshape(n, 3, 3), layout), path, frame, name)
+    bec = check_bec(keys.to_project_layout(raw.reshape(n, 3, 3), layout), path, frame, name)
+    return bec, name
 
 
 def check_bec(bec, path=None, frame=None, key=keys.BEC):
