@@ -7,6 +7,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 import bornml
+from bornml import keys
 from bornml.descriptors import lambda_soap
 from bornml.descriptors.soap import FrameExpansion, SoapSettings, power_spectrum
 from bornml.errors import ModelFileError
@@ -226,7 +227,7 @@ def test_fit_residual_orthogonal_to_design_with_tiny_regularisation(quartz_frame
     scale = 0.0
     for f in frames:
         phi, _ = model.design_matrix(f)
-        target = asr_corrected(f.arrays["bec"]) - (
+        target = asr_corrected(keys.bec_of(f)) - (
             model.terms_["fixed_charges"].neutral_charges(f)[:, None, None] * np.eye(3))
         u = np.concatenate([model.dipole_weights_[z] for z in model.species_])
         grad = grad + phi.T @ (phi @ u - target.ravel())
@@ -251,7 +252,7 @@ def test_dipole_weights_lie_in_reference_span(quartz_frames):
 def test_fixed_charges_default_to_training_trace_and_accept_user_values(p_model, quartz_frames):
     frames = quartz_frames[:4]
     for z in (8, 14):
-        t = np.concatenate([np.trace(asr_corrected(f.arrays["bec"]), axis1=1, axis2=2)
+        t = np.concatenate([np.trace(asr_corrected(keys.bec_of(f)), axis1=1, axis2=2)
                             [f.numbers == z] / 3 for f in frames])
         assert abs(p_model.fixed_charges_[z] - t.mean()) < 1e-12
     model = bornml.DipoleModel(**SMALL, n_sparse=10, charges={"Si": 4, "O": -2}).fit(frames[:1])
@@ -268,7 +269,7 @@ def test_large_charge_regularisation_pulls_charges_to_trace(quartz_frames, qp_mo
     def gap(model):
         preds = model.predict(frames)
         q = np.concatenate([p["charges"] for p in preds])
-        t = np.concatenate([np.trace(asr_corrected(f.arrays["bec"]), axis1=1, axis2=2) / 3
+        t = np.concatenate([np.trace(asr_corrected(keys.bec_of(f)), axis1=1, axis2=2) / 3
                             for f in frames])
         return np.sqrt(np.mean((q - t) ** 2))
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import bornml
+from bornml import keys
 from bornml.models.equations import asr_corrected
 
 from _structures import SMALL
@@ -65,7 +66,7 @@ def test_cv_fold_errors_are_prediction_errors(cls, quartz_frames):
         if fixed is not None:
             model.terms_["fixed_charges"].charges = fixed
         held = frames[fold::3]
-        direct = sum(float(np.sum((p["bec"] - asr_corrected(f.arrays["bec"])) ** 2))
+        direct = sum(float(np.sum((p["bec"] - asr_corrected(keys.bec_of(f))) ** 2))
                      for p, f in zip(model.predict(held), held))
         from_sums, rows = eqs.validation_error([t.name for t in model._learnt()], weights,
                                                fold, fixed)

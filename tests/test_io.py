@@ -70,9 +70,10 @@ def test_round_trip_exact_and_orientation(tmp_path):
     back = read_frames(path)
     assert len(back) == 3
     for i, (a, b) in enumerate(zip(frames, back)):
-        for k in ("bec", "charges", "dipoles", "forces", "positions"):
+        for k in ("charges", "dipoles", "forces", "positions"):
             assert np.array_equal(a.arrays[k], b.arrays[k]), k
-        assert b.arrays["bec"].dtype == np.float64 and b.arrays["bec"].shape == (4, 3, 3)
+        assert np.array_equal(keys.bec_of(a), keys.bec_of(b))
+        assert b.arrays["bec"].dtype == np.float64 and b.arrays["bec"].shape == (4, 9)
         assert np.array_equal(a.cell.array, b.cell.array)
         assert b.info["energy"] == a.info["energy"]
         assert np.array_equal(b.info["epsilon_inf"], a.info["epsilon_inf"])
@@ -84,7 +85,7 @@ def test_round_trip_exact_and_orientation(tmp_path):
     widths = dict(zip(spec[::3], map(int, spec[2::3])))
     start = sum(widths[name] for name in spec[::3][:spec[::3].index("bec")])
     assert widths["bec"] == 9
-    z = frames[0].arrays["bec"]
+    z = keys.bec_of(frames[0])
     for j in range(4):
         cols = lines[2 + j].split()
         for a in range(3):
@@ -95,11 +96,11 @@ def test_round_trip_exact_and_orientation(tmp_path):
 
 def test_r_p_layout_transposes(tmp_path):
     path = write_and_return(tmp_path, [make_frame(3, 1)])
-    pr = read_frames(path, layout="P-r")[0].arrays["bec"]
-    rp = read_frames(path, layout="r-P")[0].arrays["bec"]
+    pr = keys.bec_of(read_frames(path, layout="P-r")[0])
+    rp = keys.bec_of(read_frames(path, layout="r-P")[0])
     assert np.array_equal(rp, pr.transpose(0, 2, 1))
     assert not np.allclose(rp, pr)
-    assert np.array_equal(read_frames(path, layout="auto")[0].arrays["bec"], pr)
+    assert np.array_equal(keys.bec_of(read_frames(path, layout="auto")[0]), pr)
 
 
 def write_and_return(tmp_path, frames, name="f.extxyz"):
@@ -131,7 +132,7 @@ def test_extra_per_atom_and_index(tmp_path):
     assert np.array_equal(back[1].arrays["weights"], np.full(4, 3.0))
     last = read_frames(path, index=-1)
     assert last[0].info[keys.SOURCE].endswith(":4")
-    assert np.array_equal(last[0].arrays["bec"], frames[4].arrays["bec"])
+    assert np.array_equal(keys.bec_of(last[0]), keys.bec_of(frames[4]))
 
 
 # -- aliases and per-frame BECs --------------------------------------------------------------
@@ -142,7 +143,7 @@ def test_all_aliases(tmp_path, alias, per_atom):
     bec = RNG.normal(size=(2, 9))
     path = raw_xyz(tmp_path / "a.extxyz", [frame_text(alias, bec=bec, per_atom=per_atom)])
     at = read_frames(path)[0]
-    assert np.array_equal(at.arrays["bec"], bec.reshape(2, 3, 3))
+    assert np.array_equal(keys.bec_of(at), bec.reshape(2, 3, 3))
     assert alias == "bec" or alias not in at.arrays and alias not in at.info
 
 
@@ -164,7 +165,7 @@ def test_per_frame_json_and_nested(tmp_path):
                                            (head + 'bec="_JSON ' + js.replace('"', '') + '"',
                                             rows)])
     for at in read_frames(path):
-        assert np.array_equal(at.arrays["bec"], bec)
+        assert np.array_equal(keys.bec_of(at), bec)
 
 
 # -- errors ----------------------------------------------------------------------------------
@@ -251,7 +252,7 @@ def test_error_outcar_without_bec(tmp_path):
 
 def test_error_writer_nan(tmp_path):
     at = make_frame(2)
-    at.arrays["bec"][0, 0, 0] = np.nan
+    keys.bec_of(at)[0, 0, 0] = np.nan
     path = tmp_path / "w.extxyz"
     with pytest.raises(BornDataError) as exc:
         write_frames(path, [make_frame(2), at])
@@ -269,9 +270,9 @@ def test_phonopy_born_one_line_per_atom(tmp_path):
     path = tmp_path / "BORN"
     path.write_text("\n".join(lines) + "\n")
     out = read_phonopy_born(path, at)
-    assert np.array_equal(out.arrays["bec"], z) and np.array_equal(out.info["epsilon_inf"], eps)
+    assert np.array_equal(keys.bec_of(out), z) and np.array_equal(out.info["epsilon_inf"], eps)
     path.write_text("\n".join(lines[1:]) + "\n")  # the factor line is optional
-    assert np.array_equal(read_phonopy_born(path, at).arrays["bec"], z)
+    assert np.array_equal(keys.bec_of(read_phonopy_born(path, at)), z)
     with pytest.raises(BornDataError) as exc:
         read_frames(path)
     assert "read_phonopy_born" in str(exc.value)
@@ -304,7 +305,7 @@ def test_phonopy_born_symmetry_expansion(tmp_path):
     z_o = -np.diag([3.0, 3.0, 3.5]) - np.array([[0, 0.25, 0], [0.25, 0, 0], [0, 0, 0]])
     path = tmp_path / "BORN"
     path.write_text("\n".join(" ".join(map(str, m.ravel())) for m in (np.eye(3), z_ti, z_o)))
-    bec = read_phonopy_born(path, at).arrays["bec"]
+    bec = keys.bec_of(read_phonopy_born(path, at))
     assert np.allclose(bec.sum(axis=0), 0, atol=1e-10)  # ASR holds after the expansion
     assert np.allclose(np.trace(bec, axis1=1, axis2=2), [19.0] * 2 + [-9.5] * 4)
 
@@ -324,16 +325,16 @@ def test_outcar_agrees_with_extxyz(shared_data, n):
     assert o.get_chemical_symbols() == x.get_chemical_symbols()
     assert np.allclose(o.positions, x.positions, atol=1e-6)
     assert np.allclose(o.cell.array, x.cell.array, atol=1e-6)
-    assert np.allclose(o.arrays["bec"], x.arrays["bec"], atol=6e-6, rtol=0)
+    assert np.allclose(keys.bec_of(o), keys.bec_of(x), atol=6e-6, rtol=0)
     assert np.allclose(o.arrays["forces"], x.arrays["forces"], atol=1e-6)
     assert o.info["energy"] == pytest.approx(x.info["energy"], abs=1e-8)
     assert np.allclose(o.info["epsilon_inf"], x.info["epsilon_inf"], atol=1e-6)
     # a non-symmetric check that the orientation is right: VASP rows = field direction
     if n == 2:
-        assert o.arrays["bec"][0, 0, 2] == pytest.approx(0.32103)
-        assert o.arrays["bec"][0, 2, 0] == pytest.approx(0.39087)
+        assert keys.bec_of(o)[0, 0, 2] == pytest.approx(0.32103)
+        assert keys.bec_of(o)[0, 2, 0] == pytest.approx(0.39087)
     if n == 1:
-        zr = o.arrays["bec"][np.array(o.get_chemical_symbols()) == "Zr"]
+        zr = keys.bec_of(o)[np.array(o.get_chemical_symbols()) == "Zr"]
         assert np.allclose(zr, np.diag([5.72, 5.72, 4.98]), atol=0.005)
 
 
@@ -348,14 +349,14 @@ def test_outcar_truncated_bec_block(shared_data, tmp_path):
 
 
 def _asr(frames):
-    return max(np.abs(f.arrays["bec"].sum(axis=0)).max() for f in frames)
+    return max(np.abs(keys.bec_of(f).sum(axis=0)).max() for f in frames)
 
 
 def test_real_water(shared_data):
     frames = read_frames(shared_data / "water-rpbe" / "H2O_BEC.extxyz")
     assert len(frames) == 100 and all(len(f) == 192 for f in frames)
     assert _asr(frames) <= 2e-4
-    z = np.concatenate([f.arrays["bec"] for f in frames])
+    z = np.concatenate([keys.bec_of(f) for f in frames])
     num = np.concatenate([f.numbers for f in frames])
     tr = np.trace(z, axis1=1, axis2=2) / 3
     assert tr[num == 1].mean() == pytest.approx(0.451, abs=0.002)
@@ -375,7 +376,7 @@ def test_real_zro2_and_quartz(shared_data):
 def test_real_crystals(shared_data):
     frames = read_frames(shared_data / "crystals" / "phonon_becs_epsilon.xyz")
     assert len(frames) == 1520
-    assert all(f.arrays["bec"].shape == (len(f), 3, 3) for f in frames)
+    assert all(keys.bec_of(f).shape == (len(f), 3, 3) for f in frames)
     assert all(f.info["epsilon_inf"].shape == (3, 3) for f in frames)
     assert _asr(frames) <= 1e-6
 

@@ -98,7 +98,7 @@ def test_frame_basics(files, frames, name):
     atoms = frames[name]
     assert atoms.get_chemical_formula(mode="hill") == FORMULA[name]
     assert not atoms.pbc.any() and np.allclose(atoms.cell.array, 0.0)
-    bec = atoms.arrays[keys.BEC]
+    bec = keys.bec_of(atoms)
     assert bec.shape == (len(atoms), 3, 3) and bec.dtype == np.float64
     assert atoms.info[keys.SOURCE] == f"{files[name]}:0"
     assert atoms.calc is None
@@ -117,23 +117,23 @@ def test_detection_by_content_and_format_override(files, frames, tmp_path, name)
     copy = tmp_path / "renamed.txt"  # no telling file name
     shutil.copy(files[name], copy)
     auto = bornml.read_frames(copy)[0]
-    np.testing.assert_array_equal(auto.arrays[keys.BEC], frames[name].arrays[keys.BEC])
+    np.testing.assert_array_equal(keys.bec_of(auto), keys.bec_of(frames[name]))
     forced = bornml.read_frames(copy, format=FORMAT[name])[0]
-    np.testing.assert_array_equal(forced.arrays[keys.BEC], frames[name].arrays[keys.BEC])
+    np.testing.assert_array_equal(keys.bec_of(forced), keys.bec_of(frames[name]))
 
 
 def test_format_aliases_and_layout_override(files, frames):
     fchk = bornml.read_frames(files["fchk"], format="fchk")[0]
-    np.testing.assert_array_equal(fchk.arrays[keys.BEC], frames["fchk"].arrays[keys.BEC])
+    np.testing.assert_array_equal(keys.bec_of(fchk), keys.bec_of(frames["fchk"]))
     # "r-P" is the storage of fchk/ORCA/GAMESS blocks, so it equals "auto"; "P-r" transposes
     for name in ("fchk", "orca_h2o", "gamess"):
-        same = bornml.read_frames(files[name], layout="r-P")[0].arrays[keys.BEC]
-        flip = bornml.read_frames(files[name], layout="P-r")[0].arrays[keys.BEC]
-        np.testing.assert_array_equal(same, frames[name].arrays[keys.BEC])
-        np.testing.assert_array_equal(flip, transposed(frames[name].arrays[keys.BEC]))
+        same = keys.bec_of(bornml.read_frames(files[name], layout="r-P")[0])
+        flip = keys.bec_of(bornml.read_frames(files[name], layout="P-r")[0])
+        np.testing.assert_array_equal(same, keys.bec_of(frames[name]))
+        np.testing.assert_array_equal(flip, transposed(keys.bec_of(frames[name])))
     # NWChem's blocks are written labelled dμ_a/dr_b, i.e. "P-r"
-    flip = bornml.read_frames(files["nwchem"], layout="r-P")[0].arrays[keys.BEC]
-    np.testing.assert_array_equal(flip, transposed(frames["nwchem"].arrays[keys.BEC]))
+    flip = keys.bec_of(bornml.read_frames(files["nwchem"], layout="r-P")[0])
+    np.testing.assert_array_equal(flip, transposed(keys.bec_of(frames["nwchem"])))
 
 
 def test_debye_conversion_factor():
@@ -149,7 +149,7 @@ def test_nwchem_debye_column_matches_au_column(files, frames):
         if m:
             a, j, b = "xyz".index(m.group(1)), int(m.group(2)) - 1, "xyz".index(m.group(3))
             au[(j, a, b)] = float(m.group(4))
-    bec = frames["nwchem"].arrays[keys.BEC]
+    bec = keys.bec_of(frames["nwchem"])
     diff = max(abs(bec[k] - v) for k, v in au.items())
     assert len(au) == bec.size and diff < 6e-5  # au printed to 4 decimals
 
@@ -159,7 +159,7 @@ def test_nwchem_debye_column_matches_au_column(files, frames):
 def test_orca_water_rotational_rule_pins_orientation(frames):
     """ORCA stores rows = displacement: read as "r-P" the rule holds, its transpose fails."""
     atoms = frames["orca_h2o"]
-    bec = atoms.arrays[keys.BEC]
+    bec = keys.bec_of(atoms)
     assert np.abs(bec.sum(axis=0)).max() < 1e-4  # ASR; measured 1.8e-5 e
     m, sym = rotational_residual(bec, atoms.positions)
     _, sym_t = rotational_residual(transposed(bec), atoms.positions)
@@ -178,7 +178,7 @@ def test_dvb_rotational_rule_holds_but_cannot_decide(frames, name):
     Σ_j Z_j [r_j]_× = (Σ_j Z_j)[r_c]_× = 0 for *either* orientation. The rule is satisfied
     and blind here; the orientation is pinned by the tests below."""
     atoms = frames[name]
-    bec = atoms.arrays[keys.BEC]
+    bec = keys.bec_of(atoms)
     m, _ = rotational_residual(bec, atoms.positions)
     m_t, _ = rotational_residual(transposed(bec), atoms.positions)
     assert np.abs(m).max() < 1e-4 and np.abs(m_t).max() < 1e-4
@@ -190,7 +190,7 @@ def test_dvb_rotational_rule_holds_but_cannot_decide(frames, name):
 def test_fchk_dipole_moment(frames):
     mu = frames["fchk"].info[keys.POLARIZATION]
     assert mu.shape == (3,) and np.abs(mu).max() < 1e-10  # C2h: no dipole
-    m, _ = rotational_residual(frames["fchk"].arrays[keys.BEC], frames["fchk"].positions)
+    m, _ = rotational_residual(keys.bec_of(frames["fchk"]), frames["fchk"].positions)
     np.testing.assert_allclose(m, cross_matrix(mu), atol=1e-7)
 
 
@@ -206,7 +206,7 @@ def test_fchk_ir_intensities_pin_orientation(files, frames):
     modes = molecular._fchk_array(sections, "Vib-Modes", path).reshape(n_modes, -1, 3)
     reduced_mass, intensity = e2[n_modes:2 * n_modes], e2[3 * n_modes:4 * n_modes]
     bright = intensity > 1e-3
-    bec = frames["fchk"].arrays[keys.BEC]
+    bec = keys.bec_of(frames["fchk"])
 
     def ratio(z):
         dmu = np.einsum("jab,kjb->ka", z, modes)
@@ -235,17 +235,17 @@ def test_dvb_consistent_across_programs(frames, pair, tol, pos_tol):
     a, b = (frames[k] for k in pair)
     rms, perm, rot = align(a, b)
     assert rms < pos_tol, rms
-    za = rotate(a.arrays[keys.BEC], rot)
-    zb = b.arrays[keys.BEC][perm]
+    za = rotate(keys.bec_of(a), rot)
+    zb = keys.bec_of(b)[perm]
     assert np.abs(za - zb).max() < tol
-    assert np.abs(rotate(transposed(a.arrays[keys.BEC]), rot) - zb).max() > 0.1
+    assert np.abs(rotate(transposed(keys.bec_of(a)), rot) - zb).max() > 0.1
 
 
 # -- CH4 (ORCA): acoustic sum rule and geometry/tensor frame --------------------------------
 
 def test_orca_ch4_asr_and_bond_axes(frames):
     atoms = frames["orca_ch4"]
-    bec = atoms.arrays[keys.BEC]
+    bec = keys.bec_of(atoms)
     # ASR: finite-difference noise on small tensors (|Z| ≤ 0.12 e); measured 1.5e-2 e
     assert np.abs(bec.sum(axis=0)).max() < 2e-2
     # Td: each C–H bond is an eigenvector of Z_H; positions and tensors share one frame
@@ -346,4 +346,4 @@ def test_gamess_angstrom_geometry_block(files, frames, tmp_path):
     path.write_text("".join(lines[:at] + block + ["\n"] + lines[at:]))
     atoms = bornml.read_frames(path)[0]
     np.testing.assert_allclose(atoms.positions, ref.positions + [1.0, 0.0, 0.0], atol=1e-9)
-    np.testing.assert_array_equal(atoms.arrays[keys.BEC], ref.arrays[keys.BEC])
+    np.testing.assert_array_equal(keys.bec_of(atoms), keys.bec_of(ref))

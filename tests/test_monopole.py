@@ -11,6 +11,7 @@ from ase import Atoms
 from ase.geometry import find_mic
 
 import bornml
+from bornml import keys
 from bornml.errors import BornDataError, ModelFileError
 from bornml.metrics import bec_errors
 from bornml.models.kernel import kernel
@@ -213,7 +214,7 @@ def normal_equations(model, frames):
     a, b = 0.0, 0.0
     for f in frames:
         phi, _ = model.design_matrix(f)
-        z = asr_corrected(f.arrays["bec"]).ravel()
+        z = asr_corrected(keys.bec_of(f)).ravel()
         a = a + phi.T @ phi
         b = b + phi.T @ z
     return a, b
@@ -269,7 +270,7 @@ def test_fit_recovers_known_weights(quartz_frames, tiny_tikhonov_model):
     for z in model.species_:  # same environments → same reference points
         np.testing.assert_array_equal(refit.references_[z], model.references_[z])
     for g, pred in zip(synthetic, refit.predict(synthetic)):
-        target = g.arrays["bec"]
+        target = keys.bec_of(g)
         assert np.abs(pred["bec"] - target).max() <= 1e-6 * np.abs(target).max()
     # and on a frame it was not trained on
     phi, _ = model.design_matrix(quartz_frames[20])
@@ -288,7 +289,7 @@ def test_charge_regularisation_pulls_charges_to_trace(quartz_frames, quartz_mode
         out = {}
         for z in (8, 14):
             q = np.concatenate([p["charges"][f.numbers == z] for p, f in zip(preds, frames)])
-            t = np.concatenate([np.trace(asr_corrected(f.arrays["bec"]), axis1=1, axis2=2)
+            t = np.concatenate([np.trace(asr_corrected(keys.bec_of(f)), axis1=1, axis2=2)
                                 [f.numbers == z] / 3 for f in frames])
             out[z] = abs(q.mean() - t.mean())
         return out

@@ -7,6 +7,10 @@ here, with its shape and unit; modules use the constant, never the string.
 Convention of the whole package: ``Z[j, a, b] = dP_a / dr_{j b}`` (e), shape (n_atoms, 3, 3);
 ``a`` is the polarisation (field) direction, ``b`` the displacement direction of atom ``j``.
 In extxyz files it is stored as the per-atom column ``bec:R:9``, row-major (``a`` slow).
+In ``ase.Atoms.arrays["bec"]`` frames from the readers hold the same 9 numbers as an
+(n_atoms, 9) array (ASE's extxyz writer accepts only 1-D or 2-D per-atom arrays, so
+``ase.io.write`` works on them); read it with :func:`bec_of` ((n_atoms, 3, 3) view) and store it
+with :func:`set_bec`. An (n_atoms, 3, 3) array set by hand is accepted by every reader of it.
 
 ``model.predict(frame)`` (every model: q, p, q+p and the MACE heads) returns one dict per frame:
 
@@ -21,8 +25,10 @@ In extxyz files it is stored as the per-atom column ``bec:R:9``, row-major (``a`
 ``bornml predict`` / ``bornml partition`` write the same per-atom keys as extxyz columns.
 """
 
+import numpy as np
+
 # -- canonical keys in ``ase.Atoms.arrays`` / ``ase.Atoms.info`` --------------------------
-BEC = "bec"  #: per-atom Born effective charges, (n_atoms, 3, 3), e
+BEC = "bec"  #: per-atom Born charges, stored (n_atoms, 9) row-major in arrays, e; see bec_of
 CHARGES = "charges"  #: per-atom model charges, (n_atoms,), e
 DIPOLES = "dipoles"  #: per-atom model dipoles, (n_atoms, 3), e·Å
 FORCES = "forces"  #: per-atom forces, (n_atoms, 3), eV/Å
@@ -45,6 +51,7 @@ TIME_KEY_UNITS = {TIME_FS: "fs", TIME_PS: "ps", TIME: None}  #: unit of each tim
 STEP_COUNTER = "timestep"  #: frame info (LAMMPS dumps): integer MD step counter, not a time
 TIMESTEP_KEYS = ("timestep_fs", "dt_fs")  #: frame info: time between stored frames, fs
 TIMESTEP = TIMESTEP_KEYS[0]  #: the time-step key bornml writes, fs
+IPI_STEP = "ipi_step"  #: frame info: i-PI step number of a frame read from i-PI trajectories
 
 # -- extxyz: structure columns, never written as extra per-atom columns --------------------
 EXTXYZ_SPECIES = "species"  #: extxyz column of element symbols, (n_atoms,)
@@ -69,3 +76,27 @@ def to_project_layout(bec, layout):
     if layout == LAYOUT_R_P:
         return bec.transpose(0, 2, 1)
     raise ValueError(f"unknown BEC layout {layout!r}; use one of {LAYOUTS}")
+
+
+def bec_of(atoms):
+    """Born charges of ``atoms`` as (n_atoms, 3, 3) float64, e: a view of ``arrays["bec"]``
+    (stored (n_atoms, 9) row-major, or (n_atoms, 3, 3) when set by hand), so writes go
+    through. Raises KeyError without Born charges, ValueError for another size."""
+    bec = atoms.arrays[BEC]
+    if np.shape(bec) not in ((len(atoms), 9), (len(atoms), 3, 3)):
+        raise ValueError(f"arrays[{BEC!r}] has shape {np.shape(bec)}, expected "
+                         f"({len(atoms)}, 9) or ({len(atoms)}, 3, 3)")
+    if bec.dtype != np.float64 or not bec.flags.c_contiguous:  # make the view writable-through
+        bec = atoms.arrays[BEC] = np.ascontiguousarray(bec, dtype=np.float64)
+    return bec.reshape(len(atoms), 3, 3)
+
+
+def set_bec(atoms, bec):
+    """Store Born charges ``bec`` ((n_atoms, 3, 3) or (n_atoms, 9), e, project layout) as
+    ``atoms.arrays["bec"]``, float64 (n_atoms, 9) row-major; return the (n_atoms, 3, 3) view."""
+    bec = np.array(bec, dtype=np.float64, order="C")
+    if bec.shape not in ((len(atoms), 9), (len(atoms), 3, 3)):
+        raise ValueError(f"Born charges of shape {bec.shape} for {len(atoms)} atoms; expected "
+                         f"({len(atoms)}, 3, 3) or ({len(atoms)}, 9)")
+    atoms.arrays[BEC] = bec.reshape(len(atoms), 9)
+    return atoms.arrays[BEC].reshape(len(atoms), 3, 3)

@@ -30,7 +30,7 @@ def bec_errors(frames, predictions):
     """
     from ase.data import chemical_symbols
 
-    refs = [asr_corrected(f.arrays[keys.BEC]) for f in frames]
+    refs = [asr_corrected(keys.bec_of(f)) for f in frames]
     preds = [p[keys.BEC] for p in predictions]
     ref_all, pred_all = np.concatenate(refs), np.concatenate(preds)
     numbers = np.concatenate([f.numbers for f in frames])

@@ -19,7 +19,7 @@ def parity_plot(frames, predictions, path, title=None):
 
     fig, ax = plt.subplots(figsize=(4.8, 4.6), dpi=130)
     numbers = np.concatenate([f.numbers for f in frames])
-    ref = np.concatenate([asr_corrected(f.arrays[keys.BEC]) for f in frames])
+    ref = np.concatenate([asr_corrected(keys.bec_of(f)) for f in frames])
     pred = np.concatenate([p[keys.BEC] for p in predictions])
     for z in sorted(set(numbers.tolist())):
         sel = numbers == z

@@ -136,7 +136,7 @@ def _frame(path, numbers, positions, block, stored, layout, key, info=None):
         if bad.size:
             raise BornDataError(f"BEC contains NaN or inf at atoms {bad[:10].tolist()}",
                                 path=path, frame=0, key=key)
-        atoms.arrays[keys.BEC] = np.ascontiguousarray(bec)
+        keys.set_bec(atoms, bec)
     atoms.info.update(info or {})
     atoms.info[keys.SOURCE] = f"{path}:0"
     return [atoms]

@@ -2,8 +2,9 @@
 
 Every frame returned by :func:`read_frames` carries
 
-- ``atoms.arrays["bec"]``: float64, shape (n_atoms, 3, 3), in e, project convention
-  ``Z[j, a, b] = dP_a / dr_{j b}`` (``a`` field / polarisation direction, ``b`` displacement);
+- ``atoms.arrays["bec"]``: float64 in e, project convention ``Z[j, a, b] = dP_a / dr_{j b}``
+  (``a`` field / polarisation direction, ``b`` displacement), stored (n_atoms, 9) row-major so
+  that ``ase.io.write`` accepts the frame; ``keys.bec_of(atoms)`` gives the (n_atoms, 3, 3) view;
 - ``atoms.info["bornml_source"] = "path:frame_index"`` (frame index counted in the file);
 - where present: ``arrays["forces"]`` (n_atoms, 3) eV/Å, ``info["energy"]`` eV,
   ``info["epsilon_inf"]`` (3, 3) dimensionless. Calculator results that ASE attaches
@@ -17,6 +18,7 @@ Formats: extxyz (anything ASE reads), VASP OUTCAR (``OUTCAR*``), phonopy ``BORN`
 ``"auto"`` picks the format's.
 """
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -28,12 +30,25 @@ from ase.io.formats import filetype, string2index
 
 from .. import keys
 from ..errors import BornDataError
-from . import molecular
+from . import ipi, molecular
 
 _VASP_BEC_HEADER = "BORN EFFECTIVE CHARGES"
 _VASP_EPS_HEADER = "MACROSCOPIC STATIC DIELECTRIC TENSOR (including local field effects in DFT)"
 
 
+def _ase_writable(read):
+    """Make the reader store every frame's Born charges (n_atoms, 9) (see ``keys.bec_of``)."""
+    @functools.wraps(read)
+    def wrapper(*args, **kwargs):
+        frames = read(*args, **kwargs)
+        for frame in frames:
+            if keys.BEC in frame.arrays:
+                keys.set_bec(frame, frame.arrays[keys.BEC])
+        return frames
+    return wrapper
+
+
+@_ase_writable
 def read_frames(path, index=":", layout=keys.LAYOUT_AUTO, format=None, require_bec=True):
     """Read frames with BECs from ``path``; return ``list[ase.Atoms]``.
 
@@ -61,6 +76,8 @@ def read_frames(path, index=":", layout=keys.LAYOUT_AUTO, format=None, require_b
     if fmt == "phonopy":
         raise BornDataError("a phonopy BORN file lists no structure; use "
                             "bornml.io.readers.read_phonopy_born(path, atoms)", path=path)
+    if fmt in ipi.FORMATS:  # i-PI bec.txt / becx,becy,becz trajectories (see .ipi)
+        return _select(ipi.read_ipi(path, fmt, layout), index, path)
     return _read_ase(path, index, layout, fmt, require_bec)
 
 
@@ -69,7 +86,7 @@ def _guess_format(path):
         return "outcar"
     if path.name.upper() == "BORN":
         return "phonopy"
-    fmt = molecular.guess_format(path)
+    fmt = ipi.guess_format(path) or molecular.guess_format(path)
     if fmt:
         return fmt
     try:
@@ -373,7 +390,7 @@ def read_phonopy_born(path, atoms, symprec=1e-5):
     out = atoms.copy()
     if len(zs) != len(atoms):
         zs = _expand_by_symmetry(zs, atoms, symprec, path)
-    out.arrays[keys.BEC] = check_bec(zs, path, 0, "BORN")
+    keys.set_bec(out, check_bec(zs, path, 0, "BORN"))
     out.info[keys.EPSILON_INF] = eps
     if factor is not None:
         out.info["phonopy_factor"] = factor

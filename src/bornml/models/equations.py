@@ -66,7 +66,7 @@ class KernelEquations:
         """Add one frame: ``design`` (N·9, n), ``charge_design`` (N, n_charge)."""
         part = self.parts[self.n_frames % len(self.parts)]
         self.n_frames += 1
-        target = asr_corrected(frame.arrays[keys.BEC])
+        target = asr_corrected(keys.bec_of(frame))
         z = target.reshape(-1)
         part.a += design.T @ design  # (one transient n×n product)
         part.b += design.T @ z

@@ -156,7 +156,7 @@ class MaceBECModel(ParamsMixin):
         self._check_settings()
         frames = list(frames)
         self.species_ = training_species(frames)
-        targets = [asr_corrected(np.asarray(f.arrays[keys.BEC], dtype=float)) for f in frames]
+        targets = [asr_corrected(keys.bec_of(f)) for f in frames]
         graphs = [self._graph(f, i, t) for i, (f, t) in enumerate(zip(frames, targets))]
         val = held_out_indices(len(frames), self.validation_fraction) if len(frames) > 1 \
             else np.array([], dtype=int)
