@@ -30,10 +30,19 @@ from ase.io.formats import filetype, string2index
 
 from .. import keys
 from ..errors import BornDataError
-from . import ipi, molecular
+from . import abinit, castep, ipi, molecular, quantum_espresso, vasprun
 
 _VASP_BEC_HEADER = "BORN EFFECTIVE CHARGES"
 _VASP_EPS_HEADER = "MACROSCOPIC STATIC DIELECTRIC TENSOR (including local field effects in DFT)"
+_VASP_ITERATION = re.compile(r"^\s*-+\s*Iteration\s+(\d+)\s*\(")
+
+#: ``format=`` names of the periodic DFT readers (modules vasprun, quantum_espresso, castep,
+#: abinit) and their aliases
+FILE_FORMATS = {"vasprun": vasprun.read_vasprun, **quantum_espresso.FORMATS, **castep.FORMATS,
+                **abinit.FORMATS}
+FILE_ALIASES = {"vasp-xml": "vasprun", "vasprun.xml": "vasprun", **quantum_espresso.ALIASES,
+                **castep.ALIASES, **abinit.ALIASES}
+_TAKES_STRUCTURE = ("qe-ph", "anaddb")  # outputs without (precise) structure
 
 
 def _ase_writable(read):
@@ -49,7 +58,8 @@ def _ase_writable(read):
 
 
 @_ase_writable
-def read_frames(path, index=":", layout=keys.LAYOUT_AUTO, format=None, require_bec=True):
+def read_frames(path, index=":", layout=keys.LAYOUT_AUTO, format=None, require_bec=True,
+                structure=None):
     """Read frames with BECs from ``path``; return ``list[ase.Atoms]``.
 
     ``index``: ASE-style selection (``":"``, ``"1::2"``, ``-1``, ``slice``). ``layout``: storage
@@ -59,8 +69,16 @@ def read_frames(path, index=":", layout=keys.LAYOUT_AUTO, format=None, require_b
     format name; default: from the file name (``OUTCAR*`` → outcar, ``BORN`` → phonopy), then
     :func:`molecular.guess_format`, else ASE detection. ``require_bec=False`` accepts frames
     without BECs (structures to predict for); BECs that are present are still checked.
+    Periodic DFT outputs (:data:`FILE_FORMATS`): ``"vasprun"``, ``"qe-ph"``, ``"qe-dyn"``,
+    ``"qe-dyn-xml"``, ``"qe-fc"``, ``"castep"``, ``"abinit-ddb"``, ``"anaddb"``, detected from
+    the name or content. ``structure``: ``ase.Atoms`` or a file for outputs that lack a precise
+    structure (QE ph.x output, anaddb output); found next to them when None.
+    ``path`` may also be a list of paths, a directory or a glob pattern: see :func:`read_many`.
     Raises :class:`BornDataError` on bad data.
     """
+    if _is_many(path):
+        return read_many(path, index=index, layout=layout, format=format,
+                         require_bec=require_bec, structure=structure)
     path = Path(path)
     if layout not in keys.LAYOUTS:
         raise BornDataError(f"unknown BEC layout {layout!r}; use one of {keys.LAYOUTS}",
@@ -69,7 +87,7 @@ def read_frames(path, index=":", layout=keys.LAYOUT_AUTO, format=None, require_b
         raise BornDataError("file not found", path=path)
     fmt = {"vasp-out": "outcar", "born": "phonopy"}.get(format, format) or _guess_format(path)
     if fmt == "outcar":
-        return _select([_read_outcar(path, layout)], index, path)
+        return _select(_read_outcar(path, layout), index, path)
     fmt = molecular.ALIASES.get(fmt, fmt)
     if fmt in molecular.FORMATS:
         return _select(molecular.read_molecular(path, fmt, layout, require_bec), index, path)
@@ -78,6 +96,16 @@ def read_frames(path, index=":", layout=keys.LAYOUT_AUTO, format=None, require_b
                             "bornml.io.readers.read_phonopy_born(path, atoms)", path=path)
     if fmt in ipi.FORMATS:  # i-PI bec.txt / becx,becy,becz trajectories (see .ipi)
         return _select(ipi.read_ipi(path, fmt, layout), index, path)
+    fmt = FILE_ALIASES.get(fmt, fmt)
+    if fmt in FILE_FORMATS:
+        extra = {}
+        if structure is not None:
+            if fmt not in _TAKES_STRUCTURE:
+                raise BornDataError(f"structure= applies to {_TAKES_STRUCTURE}, not {fmt!r}",
+                                    path=path, key="structure")
+            extra["structure"] = structure
+        return _select(FILE_FORMATS[fmt](path, layout=layout, require_bec=require_bec, **extra),
+                       index, path)
     return _read_ase(path, index, layout, fmt, require_bec)
 
 
@@ -86,7 +114,7 @@ def _guess_format(path):
         return "outcar"
     if path.name.upper() == "BORN":
         return "phonopy"
-    fmt = ipi.guess_format(path) or molecular.guess_format(path)
+    fmt = ipi.guess_format(path) or molecular.guess_format(path) or _guess_dft(path)
     if fmt:
         return fmt
     try:
@@ -94,6 +122,91 @@ def _guess_format(path):
     except Exception as err:  # ASE raises several types for unknown content
         raise BornDataError(f"cannot detect the file format ({err}); pass format=",
                             path=path) from err
+
+
+def _head(path, size=65536):
+    """The first ``size`` characters of ``path`` (decompressed for ``.bz2``), or ""."""
+    try:
+        if path.suffix == ".bz2":
+            import bz2
+
+            with bz2.open(path, "rt", errors="replace") as fh:
+                return fh.read(size)
+        with open(path, errors="replace") as fh:
+            return fh.read(size)
+    except (OSError, EOFError, ValueError):
+        return ""
+
+
+def _guess_dft(path):
+    """A :data:`FILE_FORMATS` name from the file name or its first characters, or None."""
+    name = path.name.lower()
+    if name.startswith("vasprun") and name.endswith(".xml"):
+        return "vasprun"
+    head = _head(path)
+    if "<modeling>" in head[:2000] and "<generator>" in head[:4000]:
+        return "vasprun"
+    return (quantum_espresso.guess_format(path, head) or castep.guess_format(path, head)
+            or abinit.guess_format(path, head))
+
+
+# -- many files at once -----------------------------------------------------------------------
+
+def _is_many(path):
+    if isinstance(path, (list, tuple)):
+        return True
+    text = str(path)
+    return Path(text).is_dir() or (not Path(text).exists() and any(c in text for c in "*?["))
+
+
+#: formats a directory listing keeps (files of other kinds in the folder are skipped)
+BEC_FORMATS = ("outcar", "extxyz", *molecular.FORMATS, *ipi.FORMATS, *FILE_FORMATS)
+
+
+def expand_paths(paths):
+    """Files named by ``paths``: a path, a directory (its recognised files, sorted by name), a
+    glob pattern (sorted matches), or a list of these; in the order given. Raises
+    :class:`BornDataError` for a pattern or directory that gives nothing."""
+    import glob
+
+    out = []
+    for item in [paths] if isinstance(paths, (str, Path)) else list(paths):
+        item = Path(item)
+        if item.is_dir():
+            found = []
+            for f in sorted(p for p in item.iterdir() if p.is_file()):
+                try:
+                    fmt = _guess_format(f)
+                except BornDataError:
+                    continue
+                if FILE_ALIASES.get(fmt, molecular.ALIASES.get(fmt, fmt)) in BEC_FORMATS:
+                    found.append(f)
+            if not found:
+                raise BornDataError("no file with Born charges of a known format in the folder",
+                                    path=item)
+            out += found
+        elif item.exists():
+            out.append(item)
+        elif any(c in str(item) for c in "*?["):
+            found = sorted(Path(p) for p in glob.glob(str(item)) if Path(p).is_file())
+            if not found:
+                raise BornDataError("the pattern matches no file", path=item)
+            out += found
+        else:
+            raise BornDataError("file not found", path=item)
+    return out
+
+
+def read_many(paths, index=":", layout=keys.LAYOUT_AUTO, format=None, require_bec=True,
+              structure=None):
+    """Frames of several files (:func:`expand_paths`) in order, each read by
+    :func:`read_frames`; ``index`` selects from the concatenated list. Every frame keeps its
+    own ``info["bornml_source"] = "file:frame"``."""
+    frames = []
+    for path in expand_paths(paths):
+        frames += read_frames(path, layout=layout, format=format, require_bec=require_bec,
+                              structure=structure)
+    return _select(frames, index, paths)
 
 
 def _to_range(index, n, path):
@@ -295,8 +408,12 @@ def check_bec(bec, path=None, frame=None, key=keys.BEC):
 # -- VASP OUTCAR -----------------------------------------------------------------------------
 
 def _read_outcar(path, layout):
-    """Final ionic step of an OUTCAR plus its last BEC block and electronic epsilon_inf.
+    """One frame per ``BORN EFFECTIVE CHARGES`` block of an OUTCAR, with its ionic step.
 
+    A block belongs to the ionic step ``N`` of the last ``Iteration N(`` header before it (an
+    LEPSILON run prints it after the step's forces; an LCALCEPS MD run once per step); that
+    step's structure, forces and energy come with it, and the electronic ε∞ printed since the
+    previous block. Several blocks in one step: the last. Frame index = ionic step index.
     VASP prints, per ion, rows = field direction and columns = displacement (``"P-r"``): the row
     ``d`` of the final block equals the ``DIRECTION d`` linear-response block.
     """
@@ -309,24 +426,33 @@ def _read_outcar(path, layout):
         images = ase.io.read(str(path), index=":", format="vasp-out")
     except Exception as err:
         raise BornDataError(f"cannot parse the structure: {err}", path=path, frame=0) from err
-    frame = len(images) - 1
-    atoms = images[-1]
-    results = dict(atoms.calc.results) if atoms.calc is not None else {}
-    _move_calc_results(atoms)
-    if "free_energy" in results:  # TOTEN; ASE's "energy" is energy(sigma->0)
-        atoms.info[keys.ENERGY] = float(results["free_energy"])
-        atoms.info["energy_sigma0"] = float(results["energy"])
-        atoms.info.pop("free_energy")
-    bec = _parse_vasp_bec(lines, starts[-1], len(atoms), path, frame)
+    steps = [(i, int(m.group(1))) for i, ln in enumerate(lines)
+             if (m := _VASP_ITERATION.match(ln))]
+    eps_at = [i for i, ln in enumerate(lines) if ln.strip() == _VASP_EPS_HEADER]
     layout = keys.LAYOUT_P_R if layout == keys.LAYOUT_AUTO else layout
-    atoms.arrays[keys.BEC] = check_bec(keys.to_project_layout(bec, layout), path, frame,
-                                       _VASP_BEC_HEADER)
-    eps = [i for i, ln in enumerate(lines) if ln.strip() == _VASP_EPS_HEADER]
-    if eps:
-        atoms.info[keys.EPSILON_INF] = _parse_rows(lines[eps[-1] + 2:eps[-1] + 5], 3, path,
-                                                   frame, _VASP_EPS_HEADER)
-    atoms.info[keys.SOURCE] = f"{path}:{frame}"
-    return atoms
+    chosen = {}  # ionic step index -> (block start, previous block start)
+    for k, start in enumerate(starts):
+        step = max([n for i, n in steps if i < start], default=len(images))
+        chosen[min(step, len(images)) - 1] = (start, starts[k - 1] if k else -1)
+    frames = []
+    for frame, (start, prev) in sorted(chosen.items()):
+        atoms = images[frame]
+        results = dict(atoms.calc.results) if atoms.calc is not None else {}
+        _move_calc_results(atoms)
+        if "free_energy" in results:  # TOTEN; ASE's "energy" is energy(sigma->0)
+            atoms.info[keys.ENERGY] = float(results["free_energy"])
+            atoms.info["energy_sigma0"] = float(results["energy"])
+            atoms.info.pop("free_energy")
+        bec = _parse_vasp_bec(lines, start, len(atoms), path, frame)
+        atoms.arrays[keys.BEC] = check_bec(keys.to_project_layout(bec, layout), path, frame,
+                                           _VASP_BEC_HEADER)
+        eps = [i for i in eps_at if prev < i < start]
+        if eps:
+            atoms.info[keys.EPSILON_INF] = _parse_rows(lines[eps[-1] + 2:eps[-1] + 5], 3, path,
+                                                       frame, _VASP_EPS_HEADER)
+        atoms.info[keys.SOURCE] = f"{path}:{frame}"
+        frames.append(atoms)
+    return frames
 
 
 def _parse_rows(rows, ncol, path, frame, key):
