@@ -34,7 +34,8 @@ from . import abinit, castep, ipi, molecular, quantum_espresso, vasprun
 
 _VASP_BEC_HEADER = "BORN EFFECTIVE CHARGES"
 _VASP_EPS_HEADER = "MACROSCOPIC STATIC DIELECTRIC TENSOR (including local field effects in DFT)"
-_VASP_ITERATION = re.compile(r"^\s*-+\s*Iteration\s+(\d+)\s*\(")
+# ionic-step SCF header, number written I6 (linear-response iterations use I4: not matched)
+_VASP_ITERATION = re.compile(r"^\s*-+ Iteration ([ \d]{5}\d)\(")
 
 #: ``format=`` names of the periodic DFT readers (modules vasprun, quantum_espresso, castep,
 #: abinit) and their aliases
