@@ -298,3 +298,27 @@ def test_castep(formats):
     assert np.abs(bec(f).sum(axis=0)).max() < 1e-4
     assert np.allclose(np.diag(bec(f)[0]), [1.10729, 1.29414, 1.34899])
     assert f.info[keys.ENERGY] == pytest.approx(-660.6805773779)
+
+
+def test_cli_data_takes_several_paths(tmp_path):
+    from bornml.cli import _refuse_overwriting_input, build_parser
+
+    args = build_parser().parse_args(["evaluate", "m.npz", "run1/OUTCAR", "run2/OUTCAR"])
+    assert args.data == ["run1/OUTCAR", "run2/OUTCAR"]
+    args = build_parser().parse_args(["evaluate", "m.npz", "data.extxyz"])
+    assert args.data == "data.extxyz"  # one path stays a path
+    with pytest.raises(BornDataError, match="one of the input files"):
+        _refuse_overwriting_input(tmp_path / "b", [tmp_path / "a", tmp_path / "b"])
+
+
+def test_folder_and_list_read_synthetic_files(tmp_path):
+    z = np.array([[[1.0, 0.1, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
+    z = np.concatenate([z, -z])
+    for name in ("a.dyn1", "b.dyn1"):
+        (tmp_path / name).write_text(DYN.format(eu=_dyn_blocks(z), ue=""))
+    (tmp_path / "README").write_text("notes\n")
+    frames = read_frames(tmp_path)
+    assert [f.info[keys.SOURCE] for f in frames] == [f"{tmp_path / n}:0"
+                                                     for n in ("a.dyn1", "b.dyn1")]
+    assert np.allclose(bec(frames[1]), z)
+    assert len(read_frames([tmp_path / "a.dyn1", str(tmp_path / "*.dyn1")])) == 3

@@ -17,6 +17,26 @@ MODEL_HELP = ("model type: q = monopole kernel model (environment-dependent char
               "and mace-torch: pip install 'bornml[mace]')")
 
 
+class _DataPaths(argparse.Action):
+    """DATA of train / evaluate: one path (stored as given) or several (stored as a list);
+    files, folders or glob patterns, read by ``bornml.io.read_frames``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values[0] if len(values) == 1 else list(values))
+
+
+DATA_ARGUMENT = dict(nargs="+", action=_DataPaths,
+                     help="labelled structures: one or more files, folders or glob patterns "
+                          "(e.g. run*/OUTCAR); the format of each is detected")
+
+
+def _data_name(data):
+    """Short name of DATA for plot titles."""
+    from pathlib import Path
+
+    return Path(data).name if isinstance(data, (str, Path)) else f"{len(data)} files"
+
+
 def _add_data_options(p):
     p.add_argument("--index", default=":",
                    help="frames to use, ASE slice syntax (default ':' = all), e.g. '0:50'")
@@ -191,7 +211,7 @@ def _refuse_overwriting_input(output, *inputs):
     from .errors import BornDataError
 
     out = Path(output).resolve()
-    for path in inputs:
+    for path in [p for i in inputs for p in ([i] if isinstance(i, (str, Path)) else i)]:
         if Path(path).resolve() == out:
             raise BornDataError("the output file is one of the input files; choose another "
                                 "--output", path=path, key="--output")
@@ -410,7 +430,7 @@ def build_parser():
                        description="Fit a model to the Born charges of DATA (extxyz with a "
                                    "per-atom bec/BEC/born_charge column, VASP OUTCAR, ...). "
                                    "Held-out frames are evenly spaced through the file.")
-    p.add_argument("data", help="labelled structures")
+    p.add_argument("data", **DATA_ARGUMENT)
     p.add_argument("--model", default="q", choices=MODEL_TYPES, help=MODEL_HELP)
     p.add_argument("--output", "-o", required=True, help="model file to write (.npz)")
     p.add_argument("--test-fraction", type=float, default=0.1,
@@ -428,7 +448,7 @@ def build_parser():
                                    "the predicted Born charges, overall, per species and per "
                                    "Cartesian component.")
     p.add_argument("model", help="model file")
-    p.add_argument("data", help="labelled structures")
+    p.add_argument("data", **DATA_ARGUMENT)
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (keys rmse, nrmse, per_species, per_component)")
     p.add_argument("--parity", metavar="PNG", help="write a parity plot")
