@@ -77,3 +77,90 @@ def test_real_data_set_goes_through_ase_write(tmp_path):
     for a, b in zip(frames, back):
         np.testing.assert_allclose(keys.bec_of(b), keys.bec_of(a), rtol=1e-7, atol=1e-7)
         assert keys.bec_of(b).shape == (192, 3, 3)
+
+
+# -- phonopy BORN --------------------------------------------------------------------------------
+
+def phonopy_read(path, atoms):
+    """Born charges and ε∞ as phonopy's own reader gives them (expanded to every atom)."""
+    pytest.importorskip("phonopy")
+    from phonopy.file_IO import parse_BORN
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    cell = PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=atoms.cell.array,
+                        scaled_positions=atoms.get_scaled_positions())
+    nac = parse_BORN(cell, filename=str(path))
+    return nac["born"], nac["dielectric"]
+
+
+def wurtzite():
+    """ZnO wurtzite (P6_3mc, 2 independent atoms) with uniaxial Born charges diag(a, a, c)."""
+    from ase.build import bulk
+
+    atoms = bulk("ZnO", "wurtzite", a=3.25, c=5.2)
+    z = np.array([np.diag([2.1, 2.1, 2.7]) if s == "Zn" else np.diag([-2.1, -2.1, -2.7])
+                  for s in atoms.get_chemical_symbols()])
+    return atoms, z
+
+
+def test_born_symmetric_crystal_read_back_by_phonopy(tmp_path):
+    from bornml.io.phonopy_born import write_phonopy_born
+
+    atoms, z = wurtzite()
+    eps = np.diag([3.7, 3.7, 3.8])
+    noise = np.random.default_rng(0).normal(scale=1e-3, size=z.shape)
+    path = tmp_path / "BORN"
+    zbar, _ = write_phonopy_born(path, atoms, bec=z + noise, epsilon=eps)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "default" and len(lines) == 2 + 2  # Zn and O are the independent atoms
+    born, dielectric = phonopy_read(path, atoms)
+    np.testing.assert_allclose(dielectric, eps, atol=1e-9)
+    np.testing.assert_allclose(born, zbar, atol=1e-9)  # phonopy expands what we symmetrised
+    np.testing.assert_allclose(born, z, atol=3e-3)  # and the noise is averaged away
+    assert np.abs(born - z).max() < np.abs(noise).max()
+    for j in range(4):  # symmetric crystal: every atom's tensor respects the 6mm axis
+        np.testing.assert_allclose(born[j][:2, :2], born[j][0, 0] * np.eye(2), atol=1e-9)
+
+
+def test_born_low_symmetry_keeps_generic_tensors_and_orientation(tmp_path):
+    from bornml.io.phonopy_born import write_phonopy_born
+    from bornml.io.readers import read_phonopy_born
+
+    rng = np.random.default_rng(5)
+    atoms = Atoms("ZnOZnO", scaled_positions=rng.random((4, 3)),
+                  cell=[[3.3, 0.1, 0.0], [0.2, 3.1, 0.3], [0.0, 0.4, 5.0]], pbc=True)  # P1
+    z = rng.normal(size=(4, 3, 3))  # not symmetric: rows (field) ≠ columns
+    keys.set_bec(atoms, z)
+    atoms.info[keys.EPSILON_INF] = np.array([[4.0, 0.1, 0.0], [0.1, 4.2, 0.0], [0, 0, 4.5]])
+    path = tmp_path / "BORN"
+    write_phonopy_born(path, atoms)
+    born, dielectric = phonopy_read(path, atoms)
+    np.testing.assert_allclose(born, z, atol=1e-9)
+    np.testing.assert_allclose(dielectric, atoms.info[keys.EPSILON_INF], atol=1e-9)
+    np.testing.assert_allclose(keys.bec_of(read_phonopy_born(path, atoms)), z, atol=1e-9)
+    first = np.array(path.read_text().splitlines()[2].split(), dtype=float)
+    np.testing.assert_allclose(first, z[0].ravel(), atol=1e-9)  # row-major, field (a) slow
+
+
+def test_born_without_epsilon_is_refused(tmp_path):
+    from bornml.errors import BornDataError
+    from bornml.io.phonopy_born import write_phonopy_born
+
+    atoms, z = wurtzite()
+    with pytest.raises(BornDataError, match="ε∞"):
+        write_phonopy_born(tmp_path / "BORN", atoms, bec=z)
+
+
+def test_born_from_a_model_prediction(tmp_path, quartz_frames):
+    import bornml
+    from bornml.io.phonopy_born import write_phonopy_born
+
+    model = bornml.MonopoleModel(cutoff=5.0, max_radial=4, max_angular=3, n_sparse=10,
+                                 tikhonov=1e-3, charge_regularisation=0.1).fit(quartz_frames[:2])
+    atoms = quartz_frames[10]
+    z = model.predict_frame(atoms)[keys.BEC]
+    path = tmp_path / "BORN"
+    write_phonopy_born(path, atoms, bec=z, epsilon=np.eye(3) * 2.4, symprec=1e-6)  # MD: P1
+    born, _ = phonopy_read(path, atoms)
+    assert len(path.read_text().splitlines()) == 2 + len(atoms)
+    np.testing.assert_allclose(born, z, atol=1e-9)
