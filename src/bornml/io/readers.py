@@ -12,8 +12,11 @@ Every frame returned by :func:`read_frames` carries
   ``atoms.calc`` is set to None, so every quantity lives in exactly one place.
 
 Formats: extxyz (anything ASE reads), VASP OUTCAR (``OUTCAR*``), phonopy ``BORN``
-(:func:`read_phonopy_born`, which needs the structure), and the molecular APT files of
-:mod:`.molecular` (Gaussian fchk / log, ORCA ``.hess``, NWChem, GAMESS). Storage layouts:
+(:func:`read_phonopy_born`, which needs the structure), the molecular APT files of
+:mod:`.molecular` (Gaussian fchk / log, ORCA ``.hess``, NWChem, GAMESS), and the periodic DFT
+outputs of :mod:`.vasprun` (``vasprun.xml``), :mod:`.quantum_espresso` (ph.x output, dyn,
+XML dyn, q2r ``.fc``), :mod:`.castep` and :mod:`.abinit` (DDB, anaddb); several files at once
+with :func:`read_many` (a list, a folder or a glob pattern). Storage layouts:
 ``"P-r"`` (row = field direction; extxyz default, VASP, phonopy) or ``"r-P"`` (transposed);
 ``"auto"`` picks the format's.
 """
