@@ -110,9 +110,9 @@ def test_symmetry_cannot_tell_the_orientation(formats):
         for i in range(len(v)):
             d = frac - image[i]
             j = int(np.argmin(np.abs(d - np.round(d)).max(axis=1)))
-            for flip in errors:
+            for flip, worst in errors.items():
                 z = bec(v).transpose(0, 2, 1) if flip else bec(v)
-                errors[flip] = max(errors[flip], np.abs(rc @ z[i] @ rc.T - z[j]).max())
+                errors[flip] = max(worst, np.abs(rc @ z[i] @ rc.T - z[j]).max())
     assert errors[False] < 1e-3 and errors[True] < 1e-3
 
 
@@ -322,3 +322,46 @@ def test_folder_and_list_read_synthetic_files(tmp_path):
                                                      for n in ("a.dyn1", "b.dyn1")]
     assert np.allclose(bec(frames[1]), z)
     assert len(read_frames([tmp_path / "a.dyn1", str(tmp_path / "*.dyn1")])) == 3
+
+
+VASPRUN = """<?xml version="1.0" encoding="ISO-8859-1"?>
+<modeling>
+ <generator><i name="program" type="string">vasp </i></generator>
+ <atominfo>
+  <array name="atoms"><set>
+    <rc><c>Na</c><c>   1</c></rc>
+    <rc><c>Cl</c><c>   2</c></rc>
+  </set></array>
+ </atominfo>
+ <calculation>
+  <structure>
+   <crystal><varray name="basis">
+     <v> 4.0 0.0 0.0 </v><v> 0.0 4.0 0.0 </v><v> 0.0 0.0 4.0 </v>
+   </varray></crystal>
+   <varray name="positions"><v> 0.0 0.0 0.0 </v><v> 0.5 0.5 0.5 </v></varray>
+  </structure>
+  <varray name="forces"><v> 0.1 0.0 0.0 </v><v> -0.1 0.0 0.0 </v></varray>
+  <energy><i name="e_fr_energy"> -7.5 </i><i name="e_0_energy"> -7.4 </i></energy>
+  <varray name="epsilon"><v> 2.5 0 0 </v><v> 0 2.5 0 </v><v> 0 0 2.5 </v></varray>
+  <array name="born_charges">{sets}</array>
+ </calculation>
+</modeling>
+"""
+
+
+def test_synthetic_vasprun(tmp_path):
+    z = np.array([[[1.1, 0.2, 0.0], [-0.1, 1.1, 0.3], [0.0, 0.05, 1.2]]])
+    z = np.concatenate([z, -z])
+    sets = "".join("<set>" + "".join(f"<v> {r[0]} {r[1]} {r[2]} </v>" for r in m) + "</set>"
+                   for m in z)
+    path = tmp_path / "vasprun.xml"
+    path.write_text(VASPRUN.format(sets=sets))
+    (f,) = read_frames(path)
+    assert np.allclose(bec(f), z)  # printed rows = field direction (layout "P-r")
+    assert np.allclose(f.positions[1], [2, 2, 2])
+    assert f.info[keys.ENERGY] == -7.5 and f.info[keys.EPSILON_INF][2, 2] == 2.5
+    (t,) = read_frames(path, layout="r-P")
+    assert np.allclose(bec(t), z.transpose(0, 2, 1))
+    path.write_text(VASPRUN.format(sets=sets)[:-40])
+    with pytest.raises(BornDataError, match="unparsable XML"):
+        read_frames(path)

@@ -36,8 +36,8 @@ from .. import keys
 from ..errors import BornDataError
 from ._common import BOHR, finish, floats, lines_of, rows, set_bec
 
-_HEADER_END = ("Description of the potentials", "**** Database", "No information on the "
-               "potentials")
+_HEADER_END = ("Description of the potentials", "**** Database",
+               "No information on the potentials")
 
 
 def _ddb_header(lines, path):

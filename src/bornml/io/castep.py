@@ -46,9 +46,7 @@ def _fractional(lines, stop, path):
         if m:
             labels.append((m.group(1), int(m.group(2))))
             frac.append([float(m.group(k)) for k in (3, 4, 5)])
-        elif labels and not ln.strip().startswith("x"):
-            break
-        elif ln.strip().startswith("xxxx") and labels:
+        elif labels:  # the first line after the atom rows ends the table
             break
     return labels, np.array(frac)
 

@@ -32,6 +32,7 @@ first), else the ph.x header itself (cell from ibrav/celldm where supported, pos
 1e-5 alat).
 """
 
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -115,7 +116,7 @@ def _ph_header(lines, path):
                                 key="crystal axes")
         cell = np.array(ax, dtype=float)
     sites = re.findall(rf"^\s*\d+\s+(\S+)\s+{FLOAT}\s+tau\(\s*\d+\)\s*=\s*\(\s*({FLOAT})\s+"
-                       rf"({FLOAT})\s+({FLOAT})", text, flags=re.M)
+                       rf"({FLOAT})\s+({FLOAT})", text, flags=re.MULTILINE)
     nat = re.search(r"number of atoms/cell\s*=\s*(\d+)", text)
     if not sites or (nat and len(sites) < int(nat.group(1))):
         raise BornDataError("no atomic positions in the ph.x header", path=path, frame=0,
@@ -139,7 +140,7 @@ def _same_structure(a, b, tol=2e-3):
 def _pw_neighbour(path, header):
     """A pw.x input/output next to ``path`` with the structure of ``header``, or None."""
     def prefix(p):
-        return len(__import__("os").path.commonprefix([p.name, path.name]))
+        return len(os.path.commonprefix([p.name, path.name]))
 
     for cand in sorted(path.parent.iterdir(), key=lambda p: (-prefix(p), p.name)):
         if cand == path or not cand.is_file() or cand.stat().st_size > 50_000_000:
@@ -150,13 +151,13 @@ def _pw_neighbour(path, header):
         except OSError:
             continue
         fmt = ("espresso-out" if "Program PWSCF" in head
-               else "espresso-in" if re.search(r"&system", head, re.I) else None)
+               else "espresso-in" if re.search(r"&system", head, re.IGNORECASE) else None)
         if fmt is None:
             continue
         try:
             atoms = ase.io.read(str(cand), index=-1 if fmt == "espresso-out" else 0,
                                 format=fmt)
-        except Exception:  # ibrav != 0 inputs, unfinished outputs: try the next file
+        except Exception:  # noqa: BLE001, S112 -- ibrav != 0 inputs etc.: try the next file
             continue
         if _same_structure(atoms, header):
             atoms.calc = None
