@@ -10,7 +10,7 @@ lineshape with the harmonic quantum-correction factor (QCF) is
 with the classical (MD) correlation function, β = 1/(k_B T), V the volume, ω the angular
 frequency. It is reported in cm⁻¹ against the wavenumber ν̃ = ω / (2πc) in cm⁻¹.
 
-Estimator (what the code does, per trajectory or block of N frames, time step Δt):
+Estimator (what the code does, per trajectory or block of N samples, time step Δt):
 
 * correlation ``C_l = 1/(N-l) Σ_{n=0}^{N-1-l} Ṁ_n·Ṁ_{n+l}`` (unbiased, by FFT, x+y+z summed,
   never normalised per direction), lags ``l = 0..L`` with ``L = round(max_lag / Δt)``;
@@ -22,6 +22,23 @@ Estimator (what the code does, per trajectory or block of N frames, time step Δ
 Because ``w_0 = 1`` and the trapezoidal sum of the cosines over [0, π/Δt] vanishes, the
 integral of (1) over ω obeys the sum rule ``∫_0^∞ nα dω = π β ⟨|Ṁ|²⟩ / (6 c V ε₀)``, which
 for constant Z and Maxwell velocities is ``π Σ_j tr(Z_j Z_jᵀ) / (6 c V ε₀ m_j)``.
+
+Sampling filters, removed exactly (``sampling`` / ``correlation`` of :func:`lineshape`).
+With velocities in the file, Ṁ_n = Ṁ(nΔt) is sampled as it is (no filter). From positions
+only, the samples are half-step averages (see :mod:`.trajectory`)
+
+    D_n = [P((n+1)Δt) − P(nΔt)] / Δt = (1/Δt) ∫_{nΔt}^{(n+1)Δt} Ṁ(t) dt,
+
+a box-car of width Δt: D(ω) = e^{iωΔt/2} sinc(ωΔt/2) Ṁ(ω) with sinc(u) = sin(u)/u, so the
+spectrum of D is ``sinc²(ωΔt/2)`` times that of Ṁ (plus aliases beyond the Nyquist frequency,
+as for any sampling). The lineshape is divided by ``sinc²(ωΔt/2)``, which lies between 1 and
+4/π² ≈ 0.405 on [0, π/Δt], so the inverse is well conditioned at every frequency. (The central
+difference (r(t+Δt) − r(t−Δt))/(2Δt) used before multiplies by sinc²(ωΔt), which vanishes at
+the Nyquist frequency: 0.56 at 3400 cm⁻¹ with 2 fs frames.) Likewise the running sum
+``M_n = Δt Σ_{k<n} Ṁ_k`` used for Egelstaff's QCF has |M(ω)|² = Δt² |Ṁ(ω)|² / (4 sin²(ωΔt/2)),
+i.e. ``ω² |M|² = |Ṁ|² / sinc²(ωΔt/2)``; for half-step samples the running sum is P itself and
+the two filters cancel. In general the lineshape is divided by
+``sinc²(ωΔt/2)^(h − d)``, h = 1 for half-step samples, d = 1 for the dipole correlation.
 
 Quantum-correction factors. With x = βħω, the quantum lineshape is
 ``nα = ω (1 − e^{−x}) / (6 ħ c V ε₀) · I_MM^qm(ω)`` (Fourier transform of the quantum
@@ -44,19 +61,24 @@ that multiplies the harmonic lineshape (1):
 * ``"schofield"``: Q = e^{x/2} (the real, even function G(t) = C^qm(t − iβħ/2) approximated by
   C^cl(t)), f = sinh(x/2) / (x/2). Grows exponentially and overestimates high-frequency bands.
   [Schofield, Phys. Rev. Lett. 4, 239 (1960)]
-* ``"egelstaff"``: G(t) ≈ C^cl(√(t² + (βħ/2)²)), i.e.
-  ``nα = β/(6cVε₀) · sinh(x/2)/(x/2) · ∫dt e^{−iωt} w(t) C_ṀṀ^cl(√(t² + (βħ/2)²))``; the
-  shifted correlation is obtained by cubic-spline interpolation of the ⟨Ṁ·Ṁ⟩ lags (zero beyond
-  the last lag). Applied here to ⟨Ṁ·Ṁ⟩, not to ⟨M·M⟩ (the two are not equivalent for this
-  QCF; M itself is not available without integrating Ṁ). [Egelstaff, Adv. Phys. 11, 203
-  (1962); Ramírez et al. 2004]
+* ``"egelstaff"``: G(t) ≈ C_MM^cl(√(t² + (βħ/2)²)) for the *dipole* correlation, i.e.
+  ``nα = β/(6cVε₀) · sinh(x/2)/(x/2) · ω² ∫dt e^{−iωt} w(t) C_MM^cl(√(t² + (βħ/2)²))``.
+  M is the running sum of Ṁ (its unknown constant is irrelevant) with its least-squares linear
+  drift removed per block and component; the shifted correlation is a cubic spline of the
+  even function C_MM (zero beyond the last lag). Egelstaff's form is defined on ⟨M·M⟩, and a
+  time shift does not commute with d²/dt², so it is not applied to ⟨Ṁ·Ṁ⟩. [Egelstaff, Adv.
+  Phys. 11, 203 (1962); Ramírez et al. 2004]
 
-Error bars: the spectrum of each trajectory (or each of ``n_blocks`` contiguous blocks of every
-trajectory) is one sample; the result is their mean and the band mean ± 2 standard errors
-(std with ddof=1 over √n_samples). With a single sample the band is NaN (undefined).
+Confidence band: the spectrum of each trajectory (or each of ``n_blocks`` contiguous blocks
+of every trajectory) is one sample; the result is their mean and the band the two-sided
+Student-t confidence interval of the mean, ``mean ± t_{(1+c)/2, n−1} · s / √n`` (s: std with
+ddof=1 over the n samples, c = ``confidence``, 95 % by default). With a single sample the band
+is NaN (undefined). Blocks of one trajectory are correlated, so their band is optimistic (too
+narrow); the result says so (:attr:`IRSpectrum.samples`).
 """
 
 import itertools
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +96,20 @@ DEFAULT_MAX_LAG_FS = 2000.0
 DEFAULT_ZERO_PAD = 4
 """Default zero-padding factor of the lag axis (4 points per independent frequency)."""
 
-CSV_COLUMNS = ("wavenumber_cm-1", "n_alpha_cm-1", "n_alpha_low_cm-1", "n_alpha_high_cm-1")
+DEFAULT_CONFIDENCE = 0.95
+"""Default confidence level of the band (two-sided Student-t interval of the mean)."""
+
+
+def csv_columns(confidence=DEFAULT_CONFIDENCE):
+    """Column names of the CSV: the band columns carry the confidence level, e.g.
+    ``n_alpha_ci95_low_cm-1`` for the 95 % confidence interval."""
+    pct = f"{100 * confidence:g}".replace(".", "p")
+    return ("wavenumber_cm-1", "n_alpha_cm-1", f"n_alpha_ci{pct}_low_cm-1",
+            f"n_alpha_ci{pct}_high_cm-1")
+
+
+CSV_COLUMNS = csv_columns()
+_OLD_CSV_COLUMNS = ("wavenumber_cm-1", "n_alpha_cm-1", "n_alpha_low_cm-1", "n_alpha_high_cm-1")
 
 
 def _hann(l, L):
@@ -99,6 +134,10 @@ WINDOWS = {"hann": _hann, "hamming": _hamming, "blackman": _blackman, "none": _r
 
 QCFS = ("harmonic", "standard", "classical", "schofield", "egelstaff")
 
+CORRELATIONS = ("mdot", "dipole")
+"""What :func:`lineshape` transforms: ⟨Ṁ·Ṁ⟩ ((e·Å/fs)²) or ⟨M·M⟩ of the running sum of Ṁ
+((e·Å)²; multiplied by ω² after the transform)."""
+
 
 @dataclass
 class IRSpectrum:
@@ -106,9 +145,14 @@ class IRSpectrum:
 
     All arrays have shape (n_points,). ``wavenumber_cm1``: ν̃ in cm⁻¹ (after frequency
     scaling); ``n_alpha_cm1``: n(ω)·α(ω) in cm⁻¹ (mean over samples); ``n_alpha_low_cm1`` /
-    ``n_alpha_high_cm1``: mean ∓ 2 standard errors (NaN with a single sample).
-    ``temperature_K`` / ``volume_A3``: means over the trajectories; ``n_samples``: spectra
-    averaged (trajectories × blocks).
+    ``n_alpha_high_cm1``: the two-sided Student-t confidence interval of the mean at level
+    ``confidence`` (NaN with a single sample). ``band``: what the band is, in words (e.g.
+    "95 % CI (Student t, 3 degrees of freedom)"); ``samples``: what the samples are
+    (independent trajectories, or blocks of one trajectory: correlated, optimistic band).
+    ``temperature_K`` / ``volume_A3``: means over the samples; ``temperature_source``: where
+    the temperature came from; ``dof``: degrees of freedom of the kinetic temperature (None when
+    not used); ``velocity_source``: "file" or "positions" (half-step differences);
+    ``n_samples``: spectra averaged (trajectories × blocks).
     """
 
     wavenumber_cm1: np.ndarray
@@ -123,57 +167,63 @@ class IRSpectrum:
     window: str = "hann"
     timestep_fs: float = None
     max_lag_fs: float = None
+    confidence: float = DEFAULT_CONFIDENCE
+    band: str = ""
+    samples: str = ""
+    temperature_source: str = ""
+    dof: int = None
+    velocity_source: str = None
 
     def to_csv(self, path):
-        """Write the four columns ``wavenumber_cm-1,n_alpha_cm-1,n_alpha_low_cm-1,
-        n_alpha_high_cm-1`` to ``path`` atomically."""
+        """Write the four columns of :func:`csv_columns` (``wavenumber_cm-1, n_alpha_cm-1,
+        n_alpha_ci95_low_cm-1, n_alpha_ci95_high_cm-1`` at 95 %) to ``path`` atomically."""
         data = np.column_stack([self.wavenumber_cm1, self.n_alpha_cm1,
                                 self.n_alpha_low_cm1, self.n_alpha_high_cm1])
         with atomic_path(path) as tmp:
-            np.savetxt(tmp, data, delimiter=",", header=",".join(CSV_COLUMNS), comments="",
-                       fmt="%.10g")
+            np.savetxt(tmp, data, delimiter=",", header=",".join(csv_columns(self.confidence)),
+                       comments="", fmt="%.10g")
         return Path(path)
 
     @classmethod
     def read_csv(cls, path):
-        """Read a file written by :meth:`to_csv` (metadata not stored there become NaN / 0)."""
+        """Read a file written by :meth:`to_csv` (metadata not stored there become NaN / 0);
+        files of earlier versions (band columns ``n_alpha_low/high_cm-1``) are read too."""
         with open(path) as fh:
             header = fh.readline().strip().split(",")
-        if tuple(header) != CSV_COLUMNS:
+        match = re.fullmatch(r"n_alpha_ci([0-9p]+)_low_cm-1", header[2]) \
+            if len(header) == 4 else None
+        confidence = float(match.group(1).replace("p", ".")) / 100 if match else None
+        if tuple(header) == _OLD_CSV_COLUMNS:
+            confidence = float("nan")
+        elif confidence is None or tuple(header) != csv_columns(confidence):
             raise BornDataError(f"expected columns {','.join(CSV_COLUMNS)}, got {header}",
                                 path=path)
         d = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
         return cls(d[:, 0], d[:, 1], d[:, 2], d[:, 3], n_trajectories=0,
-                   temperature_K=float("nan"), volume_A3=float("nan"))
+                   temperature_K=float("nan"), volume_A3=float("nan"), confidence=confidence)
 
 
 # -- building blocks ------------------------------------------------------------------------
 
-def _bec_from_frame(atoms, path, index):
-    for name in keys.BEC_ALIASES:
-        if name in atoms.arrays:
-            z = np.asarray(atoms.arrays[name], dtype=float)
-            if z.size != 9 * len(atoms):
-                raise BornDataError(f"expected 9 numbers per atom, got shape {z.shape}",
-                                    path=path, frame=index, key=name)
-            return keys.to_project_layout(z.reshape(len(atoms), 3, 3), keys.LAYOUT_P_R)
-    raise BornDataError(
-        "no Born effective charges in the frame (looked for "
-        f"{', '.join(keys.BEC_ALIASES)}); use a model to predict them", path=path,
-        frame=index, key=keys.BEC)
-
-
-def dipole_derivative_series(source, *, bec_provider=None, timestep_fs=None, volume_A3=None,
-                             file_format=None, progress=True):
+def dipole_derivative_series(source, *, bec_provider=None, bec_layout=keys.LAYOUT_AUTO,
+                             timestep_fs=None, volume_A3=None, file_format=None, progress=True,
+                             time_unit=None, dof=None, constraints=None):
     """Stream one trajectory and return ``(mdot, stats)``.
 
-    ``mdot``: (n_frames, 3) array, Ṁ in e·Å/fs; ``stats``: :class:`TrajectoryStats`
-    (time step, kinetic temperature, mean volume, velocity source).
-    ``bec_provider``: None or "file" — Z from the frame (``bec`` or an alias, layout
-    Z[j,a,b] = dP_a/dr_jb, e); otherwise an object with
-    ``dipole_derivative(atoms, velocities) -> (3,)`` (velocities in Å/fs, result e·Å/fs).
+    ``mdot``: (n_samples, 3) array, Ṁ in e·Å/fs — one sample per frame with velocities in
+    the file, one per half step from positions (``stats.sampling``, see :mod:`.trajectory`);
+    ``stats``: :class:`TrajectoryStats` (time step, kinetic temperature, volume, sources).
+    ``bec_provider``: None or "file" — Z from the frame (any alias the readers accept, per
+    atom or per frame, :func:`bornml.io.readers.bec_of_frame`, stored in ``bec_layout``;
+    for a half step ½(Z_n + Z_n+1)); otherwise an object with
+    ``dipole_derivative(atoms, velocities) -> (3,)`` (velocities in Å/fs, result e·Å/fs),
+    called at the frame (or the half step's midpoint geometry).
+    ``progress``: a tqdm bar on an interactive stderr (none when stderr is not a terminal).
+    Other arguments: see :func:`~bornml.spectra.trajectory.iter_frames`.
     """
     from tqdm.auto import tqdm
+
+    from ..io.readers import bec_of_frame
 
     name = str(source) if isinstance(source, (str, Path)) else "<memory>"
     stats = TrajectoryStats(path=name)
@@ -181,15 +231,33 @@ def dipole_derivative_series(source, *, bec_provider=None, timestep_fs=None, vol
     if not use_file and not hasattr(bec_provider, "dipole_derivative"):
         raise TypeError("bec_provider must be None, 'file' or an object with "
                         "dipole_derivative(atoms, velocities)")
+    if bec_layout not in keys.LAYOUTS:
+        raise BornDataError(f"unknown BEC layout {bec_layout!r}; use one of {keys.LAYOUTS}",
+                            key="--layout")
     out = []
     frames = iter_frames(source, timestep_fs=timestep_fs, volume_A3=volume_A3,
-                         file_format=file_format, stats=stats)
+                         file_format=file_format, stats=stats, time_unit=time_unit, dof=dof,
+                         constraints=constraints)
     label = Path(name).name if name != "<memory>" else "MD frames"
-    bar = tqdm(frames, desc=label, unit=" frames", disable=not progress,
+    # disable=None: no bar when stderr is not a terminal (logs of batch jobs)
+    bar = tqdm(frames, desc=label, unit=" frames", disable=None if progress else True,
                leave=False)
+    cache = {}  # frame index -> Z, for the two ends of consecutive half steps
+
+    def file_bec(atoms, index):
+        if index not in cache:
+            if len(cache) >= 2:
+                cache.pop(min(cache))
+            cache[index] = bec_of_frame(atoms, bec_layout, path=name, frame=index)
+        return cache[index]
+
     for frame in bar:
-        if use_file:
-            z = _bec_from_frame(frame.atoms, name, frame.index)
+        if use_file and frame.ends is None:
+            z = file_bec(frame.atoms, frame.index)
+            out.append(np.einsum("jab,jb->a", z, frame.velocities))
+        elif use_file:
+            z = 0.5 * (file_bec(frame.ends[0], frame.index)
+                       + file_bec(frame.ends[1], frame.index + 1))
             out.append(np.einsum("jab,jb->a", z, frame.velocities))
         else:
             md = np.asarray(bec_provider.dipole_derivative(frame.atoms, frame.velocities),
@@ -215,11 +283,23 @@ def autocorrelation(mdot, max_lag):
     return acf / (n - np.arange(max_lag + 1))
 
 
+def dipole_from_mdot(mdot, timestep_fs):
+    """M_n = Δt Σ_{k<n} Ṁ_k (e·Å, (N+1, 3)) with its least-squares linear drift removed per
+    component. For half-step samples Ṁ_{k+½} = [P_{k+1} − P_k]/Δt this is P_n − P_0 minus
+    the drift; its filter is described in the module docstring."""
+    mdot = np.asarray(mdot, dtype=float)
+    m = np.concatenate([np.zeros((1, 3)), np.cumsum(mdot, axis=0) * timestep_fs])
+    t = np.arange(len(m), dtype=float)
+    design = np.column_stack([np.ones_like(t), t - t.mean()])
+    coef, *_ = np.linalg.lstsq(design, m, rcond=None)
+    return m - design @ coef
+
+
 def qcf_factor(qcf, wavenumber_cm1, temperature_K):
     """Factor f(ν̃) that multiplies the harmonic lineshape (1) for the multiplicative QCFs.
 
     ``wavenumber_cm1``: unscaled ν̃ (cm⁻¹); x = βħω = h c ν̃ / (k_B T). Egelstaff uses the
-    Schofield factor here plus the time shift applied to the correlation function.
+    Schofield factor here plus the time shift applied to the dipole correlation function.
     """
     if qcf not in QCFS:
         raise ValueError(f"unknown qcf {qcf!r}; use one of {QCFS}")
@@ -239,17 +319,37 @@ def qcf_factor(qcf, wavenumber_cm1, temperature_K):
     return np.where(x > 0, f, 1.0)
 
 
-def lineshape(corr, *, timestep_fs, temperature_K, volume_A3, window="hann", qcf="harmonic",
-              zero_pad=DEFAULT_ZERO_PAD):
-    """n·α (cm⁻¹) against ν̃ (cm⁻¹, unscaled) from lags ``corr`` (L+1,) of ⟨Ṁ·Ṁ⟩ in (e·Å/fs)².
+def sampling_response(omega_rad_fs, timestep_fs, sampling="instant", correlation="mdot"):
+    """The factor ``sinc²(ωΔt/2)^(h − d)`` by which the sampling scheme multiplies the
+    lineshape (h = 1 for half-step samples, d = 1 for the dipole correlation of the running
+    sum); :func:`lineshape` divides it out. ``sinc(u) = sin(u)/u``; ω in rad/fs."""
+    power = int(sampling == "half-step") - int(correlation == "dipole")
+    u = 0.5 * np.asarray(omega_rad_fs, dtype=float) * timestep_fs
+    return np.sinc(u / np.pi) ** (2 * power)  # numpy's sinc is sin(πx)/(πx)
 
-    Returns ``(wavenumber_cm1, n_alpha_cm1)``, each of shape (zero_pad·(L+1) + 1,), from 0 to
-    the Nyquist wavenumber 1/(2 c Δt).
+
+def lineshape(corr, *, timestep_fs, temperature_K, volume_A3, window="hann", qcf="harmonic",
+              zero_pad=DEFAULT_ZERO_PAD, correlation="mdot", sampling="instant"):
+    """n·α (cm⁻¹) against ν̃ (cm⁻¹, unscaled) from the lags ``corr`` (L+1,).
+
+    ``correlation="mdot"``: lags of ⟨Ṁ·Ṁ⟩ in (e·Å/fs)²; ``"dipole"``: lags of ⟨M·M⟩ in (e·Å)²
+    (M the running sum of Ṁ, :func:`dipole_from_mdot`), transformed and multiplied by ω² — the
+    form Egelstaff's QCF needs (``qcf="egelstaff"`` requires it). ``sampling``: how the
+    samples relate to the true signal, "instant" (Ṁ(t_n) from velocities; for "dipole", M is
+    their running sum) or "half-step" (Ṁ averaged over each step, from positions; their running
+    sum is P at the frames, so "dipole" lags are then those of M sampled exactly); the filter
+    of the scheme, :func:`sampling_response`, is divided out. Returns ``(wavenumber_cm1, n_alpha_cm1)``, each
+    of shape (zero_pad·(L+1) + 1,), from 0 to the Nyquist wavenumber 1/(2 c Δt).
     """
     if window not in WINDOWS:
         raise ValueError(f"unknown window {window!r}; use one of {tuple(WINDOWS)}")
     if int(zero_pad) < 1:
         raise ValueError(f"zero_pad must be an integer >= 1, got {zero_pad}")
+    if correlation not in CORRELATIONS:
+        raise ValueError(f"unknown correlation {correlation!r}; use one of {CORRELATIONS}")
+    if qcf == "egelstaff" and correlation != "dipole":
+        raise ValueError("the egelstaff QCF shifts the dipole correlation ⟨M·M⟩ in time; "
+                         "give correlation='dipole' (lags of the running sum of Ṁ)")
     corr = np.asarray(corr, dtype=float)
     L = len(corr) - 1
     lags = np.arange(L + 1)
@@ -261,8 +361,11 @@ def lineshape(corr, *, timestep_fs, temperature_K, volume_A3, window="hann", qcf
     sym = np.zeros(2 * P)
     sym[: L + 1] = w * corr
     sym[2 * P - L:] = (w * corr)[1:][::-1]
-    spec = np.fft.rfft(sym).real * timestep_fs  # (e·Å/fs)² · fs, k = 0..P
+    spec = np.fft.rfft(sym).real * timestep_fs  # (e·Å/fs)² · fs, or (e·Å)² · fs; k = 0..P
     omega = np.pi * np.arange(P + 1) / (P * timestep_fs)  # rad/fs
+    if correlation == "dipole":
+        spec = spec * omega**2  # I_ṀṀ = ω² I_MM
+    spec = spec / sampling_response(omega, timestep_fs, sampling, correlation)
     nu = omega / units.CM_INV_TO_RAD_PER_FS
     si = (units.E_ANGSTROM_PER_FS_TO_SI**2 * units.FS_S * beta
           / (6.0 * units.SPEED_OF_LIGHT_M_PER_S * volume_A3 * units.ANGSTROM3_M3
@@ -283,6 +386,23 @@ def _egelstaff_shift(corr, timestep_fs, tau_fs):
     spline = CubicSpline(t_full, np.concatenate([corr[:0:-1], corr]))
     ts = np.sqrt(t**2 + tau_fs**2)
     return np.where(ts <= t[-1], spline(np.minimum(ts, t[-1])), 0.0)
+
+
+def confidence_band(spectra, confidence=DEFAULT_CONFIDENCE):
+    """``(mean, low, high, half_width_factor)`` over the rows of ``spectra`` (n_samples, n):
+    the two-sided Student-t interval of the mean, ``mean ± t_{(1+c)/2, n−1} s/√n`` (s with
+    ddof=1); NaN bands for a single sample."""
+    from scipy.stats import t as student_t
+
+    spectra = np.asarray(spectra, dtype=float)
+    n = len(spectra)
+    mean = spectra.mean(axis=0)
+    if n < 2:
+        nan = np.full_like(mean, np.nan)
+        return mean, nan, nan.copy(), float("nan")
+    factor = float(student_t.ppf(0.5 * (1.0 + confidence), n - 1))
+    half = factor * spectra.std(axis=0, ddof=1) / np.sqrt(n)
+    return mean, mean - half, mean + half, factor
 
 
 # -- the API --------------------------------------------------------------------------------
@@ -307,27 +427,45 @@ def _as_sources(trajectories):
     return items
 
 
-def ir_spectrum(trajectories, *, bec_provider=None, timestep_fs=None, temperature_K=None,
-                volume_A3=None, window="hann", max_lag_fs=None, qcf="harmonic",
-                frequency_scale=1.0, n_blocks=None, zero_pad=DEFAULT_ZERO_PAD, progress=True,
+def _describe_samples(n_traj, nb):
+    if n_traj * nb == 1:
+        return "one sample: no band"
+    if nb == 1:
+        return f"{n_traj} independent trajectories"
+    what = "one trajectory" if n_traj == 1 else f"each of {n_traj} trajectories"
+    return (f"{nb} contiguous blocks of {what} (correlated samples: the band is optimistic, "
+            "too narrow)")
+
+
+def ir_spectrum(trajectories, *, bec_provider=None, bec_layout=keys.LAYOUT_AUTO,
+                timestep_fs=None, time_unit=None, temperature_K=None, dof=None,
+                constraints=None, volume_A3=None, window="hann", max_lag_fs=None,
+                qcf="harmonic", frequency_scale=1.0, n_blocks=None,
+                confidence=DEFAULT_CONFIDENCE, zero_pad=DEFAULT_ZERO_PAD, progress=True,
                 file_format=None):
     """IR spectrum n·α(ν̃) with a confidence band from one or more MD trajectories.
 
     ``trajectories``: a path or a list of paths (any format ``ase.io.iread`` reads; or lists
     of ``ase.Atoms``), streamed frame by frame. Frames need velocities (Å/fs or ASE momenta)
-    or positions every Δt (velocities by central differences).
-    ``bec_provider``: None / "file" (BECs stored per frame, key ``bec`` or an alias, e) or an
-    object with ``dipole_derivative(atoms, velocities) -> (3,)`` (Å/fs in, e·Å/fs out).
-    ``timestep_fs``: time between stored frames (fs); default from the file's info.
-    ``temperature_K``: default the kinetic temperature (3N − 3 degrees of freedom, mean over
-    frames) of each trajectory. ``volume_A3``: default the mean cell volume (Å³); required for
-    systems that are not periodic in 3-D. ``window``: one of :data:`WINDOWS`.
-    ``max_lag_fs``: correlation length (fs); default min(2000 fs, half the shortest
-    trajectory or block). ``qcf``: one of :data:`QCFS` (see the module docstring).
-    ``frequency_scale``: multiplies the wavenumber axis (e.g. 0.985 for a 1.5 % redshift).
-    ``n_blocks``: split every trajectory into this many contiguous blocks, each one sample.
-    ``zero_pad``: integer zero-padding factor of the lag axis. ``progress``: tqdm bar.
-    ``file_format``: ``ase.io`` format name when it cannot be guessed from the file name.
+    or positions every Δt (then Ṁ at half steps from position differences, with the exact
+    inverse filter: see the module docstring).
+    ``bec_provider``: None / "file" (Born charges stored in the frames under any key and form
+    the readers accept, storage order ``bec_layout``: "auto"/"P-r" or "r-P") or an object with
+    ``dipole_derivative(atoms, velocities) -> (3,)`` (Å/fs in, e·Å/fs out).
+    ``timestep_fs``: time between stored frames (fs), checked against every time source of the
+    file; ``time_unit``: unit of a bare ``time`` info key ("fs", "ps", "ase").
+    ``temperature_K``: default the kinetic temperature of each trajectory (mean over frames),
+    only from velocities stored in the file — a positions-only trajectory needs it given;
+    ``dof`` / ``constraints``: its degrees of freedom (default 3N − 3; or 3N − 3 − constraints).
+    ``volume_A3``: default the mean cell volume (Å³); required for systems that are not
+    periodic in 3-D. ``window``: one of :data:`WINDOWS`. ``max_lag_fs``: correlation length
+    (fs); default min(2000 fs, half the shortest trajectory or block). ``qcf``: one of
+    :data:`QCFS` (see the module docstring). ``frequency_scale``: multiplies the wavenumber
+    axis (e.g. 0.985 for a 1.5 % redshift). ``n_blocks``: split every trajectory into this many
+    contiguous blocks, each one sample. ``confidence``: level of the Student-t band (0.95).
+    ``zero_pad``: integer zero-padding factor of the lag axis. ``progress``: tqdm bar (only on
+    a terminal). ``file_format``: ``ase.io`` format name when the file name does not tell.
+    Raises :class:`BornDataError` for bad or inconsistent data (file, frame and key named).
     """
     if qcf not in QCFS:
         raise ValueError(f"unknown qcf {qcf!r}; use one of {QCFS}")
@@ -337,17 +475,28 @@ def ir_spectrum(trajectories, *, bec_provider=None, timestep_fs=None, temperatur
         raise ValueError(f"frequency_scale must be positive, got {frequency_scale}")
     if n_blocks is not None and int(n_blocks) < 1:
         raise ValueError(f"n_blocks must be >= 1, got {n_blocks}")
+    if temperature_K is not None and not temperature_K > 0:
+        raise ValueError(f"temperature_K must be positive, got {temperature_K}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     sources = _as_sources(trajectories)
     if not sources:
         raise ValueError("no trajectories given")
     series = []
     for source in sources:
-        mdot, stats = dipole_derivative_series(source, bec_provider=bec_provider,
-                                               timestep_fs=timestep_fs, volume_A3=volume_A3,
-                                               file_format=file_format, progress=progress)
+        mdot, stats = dipole_derivative_series(
+            source, bec_provider=bec_provider, bec_layout=bec_layout, timestep_fs=timestep_fs,
+            volume_A3=volume_A3, file_format=file_format, progress=progress,
+            time_unit=time_unit, dof=dof, constraints=constraints)
+        if temperature_K is None and stats.velocity_source == "positions":
+            raise BornDataError(
+                "the trajectory stores no velocities, so it has no kinetic temperature "
+                "(velocities from position differences are not used for it); give the "
+                "temperature (--temperature K)", path=stats.path)
         if temperature_K is None and stats.temperature_K is None:
-            raise BornDataError("cannot get a kinetic temperature (a single atom?); give "
-                                "the temperature (--temperature K)", path=stats.path)
+            raise BornDataError("cannot get a kinetic temperature (no degrees of freedom "
+                                "left); give the temperature (--temperature K)",
+                                path=stats.path)
         series.append((mdot, stats))
     dt = series[0][1].timestep_fs
     for _, stats in series[1:]:
@@ -355,42 +504,58 @@ def ir_spectrum(trajectories, *, bec_provider=None, timestep_fs=None, temperatur
             raise BornDataError(f"time step {stats.timestep_fs} fs differs from the first "
                                 f"trajectory's {dt} fs", path=stats.path)
     nb = int(n_blocks) if n_blocks else 1
-    segments = []  # (mdot block, temperature, volume)
+    segments = []  # (mdot block, temperature, volume, sampling)
     for mdot, stats in series:
         length = len(mdot) // nb
         if length < 2:
-            raise BornDataError(f"{len(mdot)} frames cannot be split into {nb} blocks of at "
-                                "least 2 frames", path=stats.path)
+            raise BornDataError(f"{len(mdot)} samples cannot be split into {nb} blocks of at "
+                                "least 2", path=stats.path, key="--blocks")
         temp = temperature_K if temperature_K is not None else stats.temperature_K
         for b in range(nb):
-            segments.append((mdot[b * length:(b + 1) * length], temp, stats.volume_A3))
+            segments.append((mdot[b * length:(b + 1) * length], temp, stats.volume_A3,
+                             stats.sampling))
     shortest = min(len(s[0]) for s in segments)
     if max_lag_fs is None:
         max_lag = min(int(round(DEFAULT_MAX_LAG_FS / dt)), shortest // 2)
     else:
         max_lag = int(round(max_lag_fs / dt))
-        if max_lag >= shortest:
-            raise ValueError(f"max_lag_fs = {max_lag_fs} fs exceeds the shortest trajectory "
-                             f"or block ({(shortest - 1) * dt} fs)")
+        if not max_lag_fs > 0 or max_lag >= shortest:
+            raise BornDataError(f"the correlation length {max_lag_fs} fs must be positive and "
+                                "shorter than the shortest trajectory or block "
+                                f"({(shortest - 1) * dt:g} fs)", key="--max-lag")
     max_lag = max(max_lag, 1)
+    correlation = "dipole" if qcf == "egelstaff" else "mdot"
     spectra = []
-    for mdot, temp, vol in segments:
-        corr = autocorrelation(mdot, max_lag)
+    for mdot, temp, vol, sampling in segments:
+        if correlation == "dipole":
+            corr = autocorrelation(dipole_from_mdot(mdot, dt), max_lag)
+        else:
+            corr = autocorrelation(mdot, max_lag)
         nu, na = lineshape(corr, timestep_fs=dt, temperature_K=temp, volume_A3=vol,
-                           window=window, qcf=qcf, zero_pad=zero_pad)
+                           window=window, qcf=qcf, zero_pad=zero_pad, correlation=correlation,
+                           sampling=sampling)
         spectra.append(na)
-    spectra = np.array(spectra)
-    mean = spectra.mean(axis=0)
-    if len(spectra) > 1:
-        se = spectra.std(axis=0, ddof=1) / np.sqrt(len(spectra))
-        low, high = mean - 2.0 * se, mean + 2.0 * se
-    else:
+    mean, low, high, factor = confidence_band(spectra, confidence)
+    n = len(spectra)
+    if n == 1:
         warnings.warn("one trajectory and no blocks: no confidence band (give several "
                       "trajectories or n_blocks)", stacklevel=2)
-        low = high = np.full_like(mean, np.nan)
+        band = "none (a single sample)"
+    else:
+        band = (f"{100 * confidence:g} % CI (Student t, {n - 1} degrees of freedom, "
+                f"t = {factor:.3f})")
+    if temperature_K is not None:
+        t_source = "given (--temperature)"
+    else:
+        t_source = ("kinetic, from the file velocities with "
+                    f"{', '.join(sorted({str(s.dof) for _, s in series}))} degrees of freedom")
+    dofs = {s.dof for _, s in series}
     return IRSpectrum(
         wavenumber_cm1=nu * frequency_scale, n_alpha_cm1=mean, n_alpha_low_cm1=low,
         n_alpha_high_cm1=high, n_trajectories=len(series),
         temperature_K=float(np.mean([s[1] for s in segments])),
-        volume_A3=float(np.mean([s[2] for s in segments])), n_samples=len(spectra), qcf=qcf,
-        window=window, timestep_fs=dt, max_lag_fs=max_lag * dt)
+        volume_A3=float(np.mean([s[2] for s in segments])), n_samples=n, qcf=qcf,
+        window=window, timestep_fs=dt, max_lag_fs=max_lag * dt, confidence=confidence,
+        band=band, samples=_describe_samples(len(series), nb), temperature_source=t_source,
+        dof=(dofs.pop() if len(dofs) == 1 else None) if temperature_K is None else None,
+        velocity_source="/".join(sorted({s.velocity_source for _, s in series})))

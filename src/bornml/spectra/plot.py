@@ -51,14 +51,35 @@ def read_experiment_csv(path):
     return nu, y
 
 
+PLOT_RANGE_FRACTION = 0.01
+"""The x axis ends past the highest wavenumber where the mean reaches this fraction of its
+maximum (plus 15 % and rounded up to 100 cm⁻¹), never past the data."""
+
+
+def plot_range_cm1(spectrum):
+    """``(0, upper)``: the wavenumber range of the plot, fitted to where the spectrum has
+    intensity (see :data:`PLOT_RANGE_FRACTION`); the whole axis when it has none."""
+    nu = np.asarray(spectrum.wavenumber_cm1, dtype=float)
+    y = np.asarray(spectrum.n_alpha_cm1, dtype=float)
+    top = float(np.nanmax(nu))
+    finite = np.isfinite(y)
+    if not finite.any() or not np.nanmax(y) > 0:
+        return 0.0, top
+    above = nu[finite & (y >= PLOT_RANGE_FRACTION * np.nanmax(y))]
+    upper = np.ceil((1.15 * above.max() + 1.0) / 100.0) * 100.0
+    return 0.0, float(min(upper, top))
+
+
 def plot_ir(spectrum, path, experiment=None, *, label="MD", experiment_label="experiment",
             title=None):
     """Plot ``spectrum`` (an :class:`~bornml.spectra.ir.IRSpectrum`) to ``path`` atomically.
 
-    The mean is drawn as a line with the mean ± 2 standard errors band shaded (when defined).
-    ``experiment``: optional path of a CSV for :func:`read_experiment_csv`, or a pair of arrays
-    (wavenumber_cm1, n_alpha_cm1), drawn on the same axes. The x range is clipped at 4500 cm⁻¹
-    or the end of the data, whichever is lower.
+    The mean is drawn as a line with its confidence band shaded (when defined; labelled as
+    the spectrum's ``band``, e.g. "95 % CI", and flagged when the samples are blocks of one
+    trajectory). n·α is non-negative, so the band is clipped at zero in the plot only (the
+    spectrum and its CSV keep their values). ``experiment``: optional path of a CSV for
+    :func:`read_experiment_csv`, or a pair of arrays (wavenumber_cm1, n_alpha_cm1), drawn on
+    the same axes. The x range is fitted to the MD spectrum (:func:`plot_range_cm1`).
     """
     import matplotlib
 
@@ -70,13 +91,18 @@ def plot_ir(spectrum, path, experiment=None, *, label="MD", experiment_label="ex
     ax.plot(nu, spectrum.n_alpha_cm1, color="C0", lw=1.2, label=label)
     low, high = np.asarray(spectrum.n_alpha_low_cm1), np.asarray(spectrum.n_alpha_high_cm1)
     if np.all(np.isfinite(low)) and np.all(np.isfinite(high)):
-        ax.fill_between(nu, low, high, color="C0", alpha=0.3, lw=0,
-                        label=f"mean ± 2 s.e. ({spectrum.n_samples} samples)")
+        level = getattr(spectrum, "confidence", 0.95)
+        what = f"{100 * level:g} % CI" if level == level else "band"
+        note = ", blocks of one trajectory" if "one trajectory" in \
+            (getattr(spectrum, "samples", "") or "") else ""
+        ax.fill_between(nu, np.clip(low, 0.0, None), np.clip(high, 0.0, None), color="C0",
+                        alpha=0.3, lw=0,
+                        label=f"{what} ({spectrum.n_samples} samples{note})")
     if experiment is not None:
         ex_nu, ex_y = (read_experiment_csv(experiment) if isinstance(experiment, (str, Path))
                        else experiment)
         ax.plot(ex_nu, ex_y, color="k", lw=1.0, ls="--", label=experiment_label)
-    ax.set_xlim(0, min(4500.0, float(nu.max())))
+    ax.set_xlim(*plot_range_cm1(spectrum))
     ax.set_ylim(bottom=0)
     ax.set_xlabel("wavenumber (cm$^{-1}$)")
     ax.set_ylabel(r"$n(\tilde\nu)\,\alpha(\tilde\nu)$ (cm$^{-1}$)")
