@@ -6,9 +6,8 @@ per-frame forms, quiet progress in logs, plot ranges.
 Reference values come from scipy (constants, Student t, Bessel K₁), not from bornml.units.
 """
 
-import argparse
-import io
 import contextlib
+import io
 
 import ase.io
 import ase.units
@@ -18,14 +17,14 @@ import pytest
 from ase import Atoms
 from scipy import constants as sc
 from scipy import special, stats
+from test_ir import FixedCharges, _ou_trajectory, maxwell, oscillator_frames
 
 import bornml
 from bornml.cli import main
 from bornml.errors import BornDataError
-from bornml.spectra import IRSpectrum, ir_cli, ir_spectrum, plot_ir
+from bornml.spectra import IRSpectrum, ir_spectrum, plot_ir
 from bornml.spectra.ir import WINDOWS, lineshape, qcf_factor
 from bornml.spectra.trajectory import TrajectoryStats, iter_frames
-from test_ir import FixedCharges, _ou_trajectory, maxwell, oscillator_frames
 
 pytestmark = pytest.mark.filterwarnings("ignore:one trajectory and no blocks")
 
@@ -55,7 +54,7 @@ def compare_bands(a, b, lo, hi):
 
 # -- item 3: positions-only trajectories --------------------------------------------------
 
-OSC = dict(nu0=3400.0, dt=2.0, n=3000, lo=3000.0, hi=3800.0)
+OSC = {"nu0": 3400.0, "dt": 2.0, "n": 3000, "lo": 3000.0, "hi": 3800.0}
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +163,7 @@ def test_xdatcar_and_lammps_dump_end_to_end(stretch_reference, tmp_path, monkeyp
                            for f in frames], format="vasp-xdatcar")
     dump_x = _write_dump(tmp_path / "md.lammpstrj", frames, 4, velocities=False)
     dump_v = _write_dump(tmp_path / "md_v.lammpstrj", frames, 4, velocities=True)
-    kw = dict(bec_provider=provider, timestep_fs=2.0, max_lag_fs=1000.0, progress=False)
+    kw = {"bec_provider": provider, "timestep_fs": 2.0, "max_lag_fs": 1000.0, "progress": False}
     for path, fmt, temperature in ((str(xdatcar), None, 300.0),
                                    (dump_x, "lammps-dump-text", 300.0),
                                    (dump_v, "lammps-dump-text", None)):
@@ -290,7 +289,7 @@ def test_degrees_of_freedom(tmp_path):
 
 def test_band_is_the_student_t_interval(tmp_path):
     paths = [_ou_trajectory(tmp_path / f"run{i}.extxyz", seed=20 + i, n=300) for i in range(4)]
-    kw = dict(temperature_K=300.0, max_lag_fs=60.0, progress=False)
+    kw = {"temperature_K": 300.0, "max_lag_fs": 60.0, "progress": False}
     spec = ir_spectrum(paths, **kw)
     each = np.array([ir_spectrum(p, **kw).n_alpha_cm1 for p in paths])
     half = stats.t.ppf(0.975, 3) * each.std(axis=0, ddof=1) / np.sqrt(4)
@@ -375,8 +374,8 @@ def test_egelstaff_needs_the_dipole_correlation():
 def test_egelstaff_end_to_end_reduces_to_harmonic_when_hot():
     """Integrating Ṁ to M (with its filter) and back: at 1e5 K (βħ/2 = 0.04 fs) Egelstaff is
     the harmonic lineshape, from velocities and from positions alike."""
-    kw = dict(bec_provider=FixedCharges([-0.8, 0.8]), temperature_K=1e5, max_lag_fs=800.0,
-              progress=False)
+    kw = {"bec_provider": FixedCharges([-0.8, 0.8]), "temperature_K": 1e5, "max_lag_fs": 800.0,
+          "progress": False}
     with_v = oscillator_frames(1700.0, 2000, 2.0)
     ref = ir_spectrum(with_v, **kw)
     for frames in (with_v, oscillator_frames(1700.0, 2000, 2.0, with_velocities=False)):
@@ -414,7 +413,7 @@ def _layout_copies(tmp_path):
 
 def test_r_p_copy_gives_the_p_r_spectrum(tmp_path):
     pr, rp, info = _layout_copies(tmp_path)
-    kw = dict(temperature_K=300.0, max_lag_fs=60.0, progress=False)
+    kw = {"temperature_K": 300.0, "max_lag_fs": 60.0, "progress": False}
     ref = ir_spectrum(pr, **kw)
     np.testing.assert_allclose(ir_spectrum(rp, bec_layout="r-P", **kw).n_alpha_cm1,
                                ref.n_alpha_cm1, rtol=1e-12)

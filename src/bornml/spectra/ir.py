@@ -516,9 +516,9 @@ def ir_spectrum(trajectories, *, bec_provider=None, bec_layout=keys.LAYOUT_AUTO,
                              stats.sampling))
     shortest = min(len(s[0]) for s in segments)
     if max_lag_fs is None:
-        max_lag = min(int(round(DEFAULT_MAX_LAG_FS / dt)), shortest // 2)
+        max_lag = min(round(DEFAULT_MAX_LAG_FS / dt), shortest // 2)
     else:
-        max_lag = int(round(max_lag_fs / dt))
+        max_lag = round(max_lag_fs / dt)
         if not max_lag_fs > 0 or max_lag >= shortest:
             raise BornDataError(f"the correlation length {max_lag_fs} fs must be positive and "
                                 "shorter than the shortest trajectory or block "

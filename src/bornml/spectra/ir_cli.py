@@ -8,6 +8,7 @@ Values that cannot work (a negative temperature, zero blocks, ...) are refused b
 
 import argparse
 import json
+import math
 import sys
 
 from .. import keys
@@ -30,7 +31,7 @@ def _number(kind, minimum, strict=True):
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a{'n integer' if kind is int else ' number'}"
                                              f": {text!r}") from None
-        if not (value > minimum if strict else value >= minimum) or value != value:
+        if math.isnan(value) or not (value > minimum if strict else value >= minimum):
             raise argparse.ArgumentTypeError(
                 f"must be {'>' if strict else '>='} {minimum}, got {text}")
         return value

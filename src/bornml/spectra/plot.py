@@ -4,6 +4,7 @@ Both axes in cm⁻¹: wavenumber ν̃ (x) and n(ν̃)·α(ν̃) (y), α being th
 absorption coefficient and n the real refractive index.
 """
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,7 @@ def plot_ir(spectrum, path, experiment=None, *, label="MD", experiment_label="ex
     low, high = np.asarray(spectrum.n_alpha_low_cm1), np.asarray(spectrum.n_alpha_high_cm1)
     if np.all(np.isfinite(low)) and np.all(np.isfinite(high)):
         level = getattr(spectrum, "confidence", 0.95)
-        what = f"{100 * level:g} % CI" if level == level else "band"
+        what = "band" if math.isnan(level) else f"{100 * level:g} % CI"
         note = ", blocks of one trajectory" if "one trajectory" in \
             (getattr(spectrum, "samples", "") or "") else ""
         ax.fill_between(nu, np.clip(low, 0.0, None), np.clip(high, 0.0, None), color="C0",

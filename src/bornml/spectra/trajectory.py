@@ -139,7 +139,7 @@ def traj_header_times(path):
     try:
         with Trajectory(str(path)) as traj:
             desc = dict(traj.description or {})
-    except Exception:  # not an ASE trajectory after all: ase.io reports that itself
+    except (OSError, ValueError, KeyError, TypeError):  # not an ASE .traj: ase.io says so
         return None, None
     if desc.get("timestep") is None:
         return None, None
