@@ -116,7 +116,7 @@ def test_predict_writes_charges_and_bec(source, trained, shipped_frames, tmp_pat
     code, _, err = run_cli(["predict", trained["model"], inp, "-o", out_path, "--no-progress",
                             *extra])
     assert code == 0, err
-    back = bornml.read_frames(out_path)
+    back = bornml.read_frames(out_path, require_bec=False)
     model = bornml.load_model(trained["model"])
     # compare with the API on the structures as the CLI read them (plain xyz rounds positions)
     frames = bornml.read_frames(inp, index=extra[1] if extra else ":", require_bec=False)
@@ -124,10 +124,22 @@ def test_predict_writes_charges_and_bec(source, trained, shipped_frames, tmp_pat
     assert len(back) == len(frames)
     for frame, got, exp in zip(frames, back, expected):
         np.testing.assert_allclose(got.positions, frame.positions, rtol=0, atol=1e-10)
-        np.testing.assert_allclose(keys.bec_of(got), exp["bec"], rtol=0, atol=1e-8)
-        np.testing.assert_allclose(got.arrays["charges"], exp["charges"], rtol=0, atol=1e-8)
-    if source == "labelled":  # the DFT labels were replaced by predictions, not kept
-        assert np.abs(keys.bec_of(back[0]) - keys.bec_of(shipped_frames[0])).max() > 1e-3
+        np.testing.assert_allclose(got.arrays[keys.BEC_PREDICTED].reshape(-1, 3, 3),
+                                   exp["bec"], rtol=0, atol=1e-8)
+        np.testing.assert_allclose(got.arrays[keys.CHARGES_PREDICTED], exp["charges"], rtol=0,
+                                   atol=1e-8)
+    if source == "labelled":  # the DFT labels are kept, next to the predictions
+        for got, frame in zip(back, shipped_frames[:3]):
+            np.testing.assert_array_equal(keys.bec_of(got), keys.bec_of(frame))
+        # and evaluate on the written file compares the labels with the model, not with itself
+        code, stdout, err = run_cli(["evaluate", trained["model"], out_path, "--json",
+                                     "--no-progress"])
+        assert code == 0, err
+        assert json.loads(stdout)["rmse"] == pytest.approx(
+            bec_errors(shipped_frames[:3], expected)["rmse"], rel=1e-10)
+        assert json.loads(stdout)["rmse"] > 1e-3
+    else:
+        assert keys.BEC not in back[0].arrays
 
 
 # -- bad inputs: exit code 2 and a message naming the file ---------------------------------------
@@ -275,7 +287,7 @@ def test_partition_writes_charges_and_table(trained, shipped_frames, tmp_path):
     expected = [model.predict_frame(f)["charges"] for f in shipped_frames[:4]]
     back = bornml.read_frames(out)
     for frame, q in zip(back, expected):
-        np.testing.assert_allclose(frame.arrays["charges"], q, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(frame.arrays[keys.CHARGES_PREDICTED], q, rtol=0, atol=1e-10)
     table = json.loads(stdout)
     numbers = np.concatenate([f.numbers for f in shipped_frames[:4]])
     q_all = np.concatenate(expected)
@@ -293,7 +305,7 @@ def test_train_and_partition_dipole_models(kind, shipped_frames, tmp_path):
     """`bornml train --model p|q+p` writes a model of that type whose held-out error matches
     the API, and `bornml partition` writes its charges and dipoles and reports max |p|."""
     model_path = tmp_path / "m.npz"
-    extra = ["--charges", "Si=3.2"] if kind == "p" else ["--charge-regularisation", "0.1"]
+    extra = ["--charges", "Si=3.2,O=-1.6"] if kind == "p" else ["--charge-regularisation", "0.1"]
     code, out, err = run_cli(["train", shipped_data_path(), "--model", kind, "-o", model_path,
                               "--json", "--index", "0:12", *extra, *SMALL_ARGS])
     assert code == 0, err
@@ -315,8 +327,11 @@ def test_train_and_partition_dipole_models(kind, shipped_frames, tmp_path):
     dipoles = []
     for frame, source in zip(back, shipped_frames[20:22]):
         pred = model.predict_frame(source)
-        np.testing.assert_allclose(frame.arrays["dipoles"], pred["dipoles"], rtol=0, atol=1e-10)
-        np.testing.assert_allclose(frame.arrays["charges"], pred["charges"], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(frame.arrays[keys.DIPOLES_PREDICTED], pred["dipoles"], rtol=0,
+                                   atol=1e-10)
+        np.testing.assert_allclose(frame.arrays[keys.CHARGES_PREDICTED], pred["charges"], rtol=0,
+                                   atol=1e-10)
+        np.testing.assert_array_equal(keys.bec_of(frame), keys.bec_of(source))  # labels kept
         dipoles.append(pred["dipoles"][source.numbers == 14])
     p_si = np.linalg.norm(np.concatenate(dipoles), axis=1).max()
     assert abs(table["Si"]["max_abs_p"] - p_si) < 1e-12 and p_si > 0

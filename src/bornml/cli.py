@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import NamedTuple
 
 from . import keys
@@ -206,8 +207,6 @@ def _add_mace_options(p):
 
 def _refuse_overwriting_input(output, *inputs):
     """Outputs never replace an input file (a typo must not cost the user's data)."""
-    from pathlib import Path
-
     from .errors import BornDataError
 
     out = Path(output).resolve()
@@ -273,18 +272,53 @@ def _build_model(args):
     return model
 
 
+def _read_labelled(args, path, require_bec=True):
+    """Frames of ``path`` with --index and --layout; an empty selection is an error."""
+    from .errors import BornDataError
+    from .io import read_frames
+
+    frames = read_frames(path, index=args.index, layout=args.layout, require_bec=require_bec)
+    if not frames:
+        raise BornDataError(f"no frames selected (--index {args.index!r})", path=path,
+                            key="--index")
+    return frames
+
+
+def _check_train_outputs(args):
+    """Every output of train checked before any work (a fit must never be lost)."""
+    from .output_paths import IMAGE_SUFFIXES, check_output
+
+    _refuse_overwriting_input(args.output, args.data)
+    check_output(args.output, "--output", what="model file")
+    if args.parity:
+        _refuse_overwriting_input(args.parity, args.data)
+        check_output(args.parity, "--parity", IMAGE_SUFFIXES, "plot")
+    if not 0 <= args.test_fraction < 1:
+        _usage_error(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
+
+
+def _held_out(n_frames, test_fraction):
+    """Held-out indices; with a single frame none, and a note that the fit uses it."""
+    import numpy as np
+
+    from .metrics import held_out_indices
+
+    if n_frames < 2 and test_fraction > 0:
+        print("one frame: a held-out set needs at least two; training on it and reporting "
+              "training errors only (--test-fraction 0 says so explicitly)", file=sys.stderr)
+        return np.array([], dtype=int)
+    return held_out_indices(n_frames, test_fraction)
+
+
 def cmd_train(args):
     import numpy as np
 
-    from .io import read_frames
-    from .metrics import bec_errors, held_out_indices
+    from .metrics import bec_errors
 
-    _refuse_overwriting_input(args.output, args.data)
-    if args.parity:
-        _refuse_overwriting_input(args.parity, args.data)
+    _check_train_outputs(args)
     model = _build_model(args)  # bad options (--charges, missing torch) fail before reading data
-    frames = read_frames(args.data, index=args.index, layout=args.layout)
-    test = held_out_indices(len(frames), args.test_fraction)
+    frames = _read_labelled(args, args.data)
+    test = _held_out(len(frames), args.test_fraction)
     train_idx = np.setdiff1d(np.arange(len(frames)), test)
     train = [frames[i] for i in train_idx]
     held = [frames[i] for i in test]
@@ -312,7 +346,9 @@ def cmd_train(args):
         if args.parity:
             from .plots import parity_plot
 
-            parity_plot(held, predictions, args.parity, title=f"held-out frames of {args.data}")
+            parity_plot(held, predictions, args.parity,
+                        title=f"{args.model}: {len(held)} held-out frames of "
+                              f"{_data_name(args.data)}")
     model.training_summary_ = {k: summary[k] for k in ("data", "train_frames", "test_frames",
                                                        "fit_seconds", "regularisation")
                                if k in summary}
@@ -329,57 +365,69 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
-    from .io import read_frames
     from .metrics import bec_errors
     from .models.serialization import load_model
+    from .output_paths import IMAGE_SUFFIXES, check_output
 
+    if args.parity:
+        _refuse_overwriting_input(args.parity, args.data, args.model)
+        check_output(args.parity, "--parity", IMAGE_SUFFIXES, "plot")
     model = load_model(args.model)
     model.progress = not args.no_progress
-    frames = read_frames(args.data, index=args.index, layout=args.layout)
+    frames = _read_labelled(args, args.data)
     predictions = model.predict(frames)
     errors = bec_errors(frames, predictions)
     if args.parity:
         from .plots import parity_plot
 
-        parity_plot(frames, predictions, args.parity, title=str(args.data))
+        parity_plot(frames, predictions, args.parity,
+                    title=f"{getattr(model, 'model_type', '')}: {_data_name(args.data)}")
     if args.json:
         print(json.dumps(errors))
     else:
         print(_report(errors, "all"))
         print("per component RMSE (Z[j,a,b], a = field, b = displacement):")
         print("  " + "  ".join(f"{c} {v['rmse']:.4f}" for c, v in errors["per_component"].items()))
-        if "max_asr_residual_per_atom" in errors:
-            print(f"largest sum-rule correction per atom: "
-                  f"{errors['max_asr_residual_per_atom']:.2e} e")
+        if "sum_rule_correction_rms" in errors:
+            print(f"sum-rule correction (removed by the projection): RMS "
+                  f"{errors['sum_rule_correction_rms']:.4f} e, largest per atom "
+                  f"{errors['max_asr_residual_per_atom']:.4f} e")
     return 0
 
 
-def _predict_and_write(args, keys):
-    """Shared by predict and partition: load MODEL, predict FRAMES, write the per-atom arrays
-    ``keys`` (those the model provides) to --output. Returns (frames, predictions)."""
-    from .io import read_frames, write_frames
+def _predict_and_write(args, names):
+    """Shared by predict and partition: load MODEL, predict FRAMES, write the predictions
+    ``names`` (those the model provides) to --output under their ``*_predicted`` keys
+    (:data:`keys.PREDICTED`), next to everything the input had (DFT labels included).
+    Returns (frames, predictions, written column names)."""
+    from .io import write_frames
     from .models.serialization import load_model
+    from .output_paths import EXTXYZ_SUFFIXES, check_output
 
     _refuse_overwriting_input(args.output, args.frames, args.model)
+    check_output(args.output, "--output", EXTXYZ_SUFFIXES, "extended-XYZ file")
     model = load_model(args.model)
     model.progress = not args.no_progress
-    frames = read_frames(args.frames, index=args.index, layout=args.layout, require_bec=False)
+    frames = _read_labelled(args, args.frames, require_bec=False)
     predictions = model.predict(frames)
-    out = []
+    out, written = [], []
     for frame, pred in zip(frames, predictions):
         frame = frame.copy()
-        for key in keys:
-            if key in pred:
-                frame.arrays[key] = pred[key]
+        for name in names:
+            if name in pred:
+                frame.arrays[keys.PREDICTED[name]] = pred[name]
+                if keys.PREDICTED[name] not in written:
+                    written.append(keys.PREDICTED[name])
         out.append(frame)
     write_frames(args.output, out)
-    return frames, predictions
+    return frames, predictions, written
 
 
 def cmd_predict(args):
-    frames, predictions = _predict_and_write(args, (keys.BEC, keys.CHARGES, keys.DIPOLES))
-    extra = " and dipoles" if predictions and keys.DIPOLES in predictions[0] else ""
-    print(f"{len(frames)} frames with bec:R:9, charges{extra} written to {args.output}",
+    frames, _, written = _predict_and_write(args, (keys.BEC, keys.CHARGES, keys.DIPOLES))
+    labels = " (the input's DFT Born charges kept under 'bec')" if any(
+        keys.BEC in f.arrays for f in frames) else ""
+    print(f"{len(frames)} frames with {', '.join(written)} written to {args.output}{labels}",
           file=sys.stderr)
     return 0
 
@@ -387,25 +435,27 @@ def cmd_predict(args):
 def cmd_partition(args):
     from .partition import format_table, partition_table
 
-    frames, predictions = _predict_and_write(args, (keys.CHARGES, keys.DIPOLES))
+    frames, predictions, written = _predict_and_write(args, (keys.CHARGES, keys.DIPOLES))
     table = partition_table(frames, predictions)
     if args.json:
         print(json.dumps(table))
     else:
         print(format_table(table))
-    extra = " and dipoles" if predictions and keys.DIPOLES in predictions[0] else ""
-    print(f"{len(frames)} frames with per-atom charges{extra} written to {args.output}",
+    print(f"{len(frames)} frames with {', '.join(written)} written to {args.output}",
           file=sys.stderr)
     return 0
 
 
 def cmd_ir(args):
+    from .output_paths import CSV_SUFFIXES, IMAGE_SUFFIXES, check_output
     from .spectra.ir_cli import run
 
     for output in (args.output, args.plot):
         if output:
             _refuse_overwriting_input(output, *args.trajectories,
                                       *([args.model] if args.model else []))
+    check_output(args.output, "--output", CSV_SUFFIXES, "CSV file")
+    check_output(args.plot, "--plot", IMAGE_SUFFIXES, "plot")
     return run(args)
 
 
@@ -457,9 +507,11 @@ def build_parser():
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict charges and Born charges for structures",
-                       description="Write FRAMES with per-atom 'charges' (e), 'dipoles' (e·Å, "
-                                   "models with dipoles) and 'bec:R:9' "
-                                   "(Z[j,a,b] = dP_a/dr_jb, row-major) to an extxyz file.")
+                       description="Write FRAMES with the predicted per-atom "
+                                   "'charges_predicted' (e), 'dipoles_predicted' (e·Å, models "
+                                   "with dipoles) and 'bec_predicted:R:9' (Z[j,a,b] = "
+                                   "dP_a/dr_jb, row-major) to an extxyz file; everything the "
+                                   "input had (DFT labels under 'bec') is kept.")
     _add_predict_options(p)
     p.set_defaults(func=cmd_predict)
 

@@ -22,7 +22,9 @@ with :func:`set_bec`. An (n_atoms, 3, 3) array set by hand is accepted by every 
 * :data:`ASR_RESIDUAL` ``"asr_residual"`` (3, 3) e: what the acoustic-sum-rule projection
   removed (zero for molecules).
 
-``bornml predict`` / ``bornml partition`` write the same per-atom keys as extxyz columns.
+``bornml predict`` / ``bornml partition`` write them as extxyz columns under the keys of
+:data:`PREDICTED` (``bec_predicted:R:9``, ``charges_predicted``, ``dipoles_predicted``), so a
+file's DFT labels (``bec``) and charges are never replaced by predictions.
 """
 
 import numpy as np
@@ -52,6 +54,13 @@ STEP_COUNTER = "timestep"  #: frame info (LAMMPS dumps): integer MD step counter
 TIMESTEP_KEYS = ("timestep_fs", "dt_fs")  #: frame info: time between stored frames, fs
 TIMESTEP = TIMESTEP_KEYS[0]  #: the time-step key bornml writes, fs
 IPI_STEP = "ipi_step"  #: frame info: i-PI step number of a frame read from i-PI trajectories
+
+# -- model predictions written next to the input's data (never over its labels) -------------
+BEC_PREDICTED = "bec_predicted"  #: per-atom predicted Born charges, extxyz bec_predicted:R:9, e
+CHARGES_PREDICTED = "charges_predicted"  #: per-atom predicted charges q'_i, (n_atoms,), e
+DIPOLES_PREDICTED = "dipoles_predicted"  #: per-atom predicted dipoles p_i, (n_atoms, 3), e·Å
+#: predict-dict key → the column ``bornml predict`` / ``partition`` write it under
+PREDICTED = {BEC: BEC_PREDICTED, CHARGES: CHARGES_PREDICTED, DIPOLES: DIPOLES_PREDICTED}
 
 # -- extxyz: structure columns, never written as extra per-atom columns --------------------
 EXTXYZ_SPECIES = "species"  #: extxyz column of element symbols, (n_atoms,)

@@ -46,7 +46,22 @@ def bec_errors(frames, predictions):
                  if keys.ASR_RESIDUAL in p]
     if residuals:
         out["max_asr_residual_per_atom"] = float(np.max(residuals))
+        out["sum_rule_correction_rms"] = sum_rule_correction_rms(frames, predictions)
     return out
+
+
+def sum_rule_correction_rms(frames, predictions):
+    """RMS (e) over atoms and the 9 components of the part the sum-rule projection removed:
+    R/N on every atom of a periodic frame (R = ``asr_residual`` (3, 3)), 0 for molecules
+    (their Z is exact, nothing is removed). Compare with the RMSE: a correction as large as
+    the error means the learnt total charge is not conserved."""
+    total, count = 0.0, 0
+    for frame, pred in zip(frames, predictions):
+        n = len(frame)
+        if frame.pbc.any():
+            total += float(np.sum(pred[keys.ASR_RESIDUAL] ** 2)) / n  # N atoms × |R/N|²
+        count += 9 * n
+    return float(np.sqrt(total / max(count, 1)))
 
 
 def held_out_indices(n_frames, test_fraction):

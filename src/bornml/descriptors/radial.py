@@ -11,6 +11,8 @@ files, so a saved model does not depend on the featomic version that built it.
 
 from dataclasses import dataclass
 
+import warnings
+
 import numpy as np
 
 
@@ -37,12 +39,28 @@ class RadialBasis:
 
     @classmethod
     def build(cls, cutoff, max_radial, max_angular, atomic_width, cutoff_width, n_points=None):
-        """Tabulate the GTO radial integral with featomic (only needed when fitting)."""
+        """Tabulate the GTO radial integral with featomic (only needed when fitting).
+        ValueError naming the settings when the integrals do not converge."""
+        if n_points is None:
+            n_points = int(np.ceil(cutoff / 0.02)) + 1
+        # featomic's numerical integrals overflow in intermediate steps for large
+        # cutoff/atomic_width; the result is kept only when every tabulated value is finite
+        try:
+            with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore"):
+                warnings.simplefilter("ignore", RuntimeWarning)
+                grid, values, derivs = cls._tabulate(cutoff, max_radial, max_angular,
+                                                     atomic_width, cutoff_width, n_points)
+        except ValueError as err:
+            raise ValueError(_overflow_message(cutoff, atomic_width, max_radial, err)) from None
+        if not (np.isfinite(values).all() and np.isfinite(derivs).all()):
+            raise ValueError(_overflow_message(cutoff, atomic_width, max_radial, None))
+        return cls(float(cutoff), grid, values, derivs)
+
+    @staticmethod
+    def _tabulate(cutoff, max_radial, max_angular, atomic_width, cutoff_width, n_points):
         import featomic
         from featomic.splines import SoapSpliner
 
-        if n_points is None:
-            n_points = int(np.ceil(cutoff / 0.02)) + 1
         spliner = SoapSpliner(
             cutoff=featomic.cutoff.Cutoff(
                 radius=cutoff, smoothing=featomic.cutoff.ShiftedCosine(width=cutoff_width)),
@@ -57,8 +75,8 @@ class RadialBasis:
         values = np.stack([by_angular[l].spline.values for l in range(max_angular + 1)], axis=1)
         derivs = np.stack([by_angular[l].spline.derivatives for l in range(max_angular + 1)],
                           axis=1)
-        return cls(float(cutoff), grid, np.ascontiguousarray(values, dtype=float),
-                   np.ascontiguousarray(derivs, dtype=float))
+        return (grid, np.ascontiguousarray(values, dtype=float),
+                np.ascontiguousarray(derivs, dtype=float))
 
     def _coefficients(self):
         """Per-interval cubic coefficients (n_points - 1, 4, L * N) in t = (r - r_k) / dx."""
@@ -110,6 +128,15 @@ class RadialBasis:
             "density": {"type": "DiracDelta"},
             "basis": {"type": "Explicit", "by_angular": by_angular},
         }
+
+
+def _overflow_message(cutoff, atomic_width, max_radial, err):
+    ratio = cutoff / atomic_width
+    return (f"cutoff {cutoff:g} Å with atomic_width {atomic_width:g} Å and max_radial "
+            f"{max_radial}: the radial integrals of the density expansion do not converge "
+            f"(cutoff/atomic_width = {ratio:.0f}{'; ' + str(err) if err else ''}). Use a wider "
+            f"atomic density (atomic_width ≥ {cutoff / 24:.2f} Å, --atomic-width) or a smaller "
+            "cutoff (--cutoff)")
 
 
 def shifted_cosine(r, cutoff, width):

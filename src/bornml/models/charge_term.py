@@ -72,8 +72,10 @@ class ChargeTerm:
 
     # -- fitting ----------------------------------------------------------------------------
     def design(self, ctx, frame):
-        """(Φ (N·9, M), Φ_q (N, M)): Born-charge rows (atom, a, b) row-major and neutral-charge
-        rows per weight, columns the references of all species in species order."""
+        """(Φ (N·9, M), Φ_q (N, M), S (9, M)): Born-charge rows (atom, a, b) row-major,
+        neutral-charge rows, and the unprojected sum Σ_j Z_j^local (a, b) that the sum-rule
+        projection removes in a periodic frame; columns the references of all species in
+        species order."""
         fe, xhat, norms = ctx
         refs = self.refs
         S = len(refs.species)
@@ -85,7 +87,7 @@ class ChargeTerm:
         periodic = ctx.fe.periodic
         self_term = fe.norm_pair_gradients(xhat)  # x̂_i·∂x_i/∂d_p, every pair at once
         rows = refs.rows(self.check_memory)
-        designs, charge_designs = [], []
+        designs, charge_designs, sums = [], [], []
         for z in refs.species:
             ref = refs.references[z]
             m = len(ref)
@@ -93,6 +95,7 @@ class ChargeTerm:
             if len(atoms) == 0:  # species absent from this frame: its columns are zero
                 designs.append(np.zeros((n_atoms * 9, m)))
                 charge_designs.append(np.zeros((n_atoms, m)))
+                sums.append(np.zeros((9, m)))
                 continue
             k_atoms = xhat[atoms] @ ref.T  # (n_z, M)
             charges = np.zeros((n_atoms, m))
@@ -117,12 +120,14 @@ class ChargeTerm:
                 g -= k_all[centers[sub], None, :] * self_term[pair_ids[sub], :, None]
                 g *= f_all[centers[sub], None, :]
                 grads[sub] = g
-            bec, neutral, _ = assemble_bec(charges, grads, fe.pairs.centers[pair_ids],
-                                           fe.pairs.neighbors[pair_ids],
-                                           fe.pairs.vectors[pair_ids], fe.positions, periodic)
+            bec, neutral, residual = assemble_bec(
+                charges, grads, fe.pairs.centers[pair_ids], fe.pairs.neighbors[pair_ids],
+                fe.pairs.vectors[pair_ids], fe.positions, periodic)
             designs.append(bec.reshape(n_atoms * 9, m))
             charge_designs.append(neutral)
-        return np.concatenate(designs, axis=1), np.concatenate(charge_designs, axis=1)
+            sums.append(residual.reshape(9, m))
+        return (np.concatenate(designs, axis=1), np.concatenate(charge_designs, axis=1),
+                np.concatenate(sums, axis=1))
 
     def regulariser_matrix(self):
         """R_q (M, M): block-diagonal K_MM (plus 1e-10·I), or None for the identity (built

@@ -13,7 +13,7 @@
 from .charge_term import ChargeTerm
 from .dipole_term import DipoleTerm
 from .fixed_charge_term import FixedChargeTerm
-from .kernel_estimator import KernelBECModel
+from .kernel_estimator import SUM_RULE_WEIGHT, KernelBECModel
 from .monopole import SOAP_DOC
 
 
@@ -62,6 +62,9 @@ class CombinedModel(KernelBECModel):
         Prior of the charge weights: ω_q·wᵀK_MM·w or ω_q·|w|².
     charge_regularisation : float or None
         λ_q: pulls the charges towards tr(Z_i)/3 of the training data.
+    sum_rule_weight : float
+        μ ≥ 0: weight of the acoustic-sum-rule residual of the charge term in the fit (see
+        :class:`~bornml.models.monopole.MonopoleModel`).
     Regularisation settings left at None (the default) are chosen by k-fold cross-validation
     on the training frames (:mod:`bornml.models.cross_validation`).
     """
@@ -71,7 +74,7 @@ class CombinedModel(KernelBECModel):
     def __init__(self, cutoff=5.0, max_radial=7, max_angular=6, atomic_width=0.3,
                  cutoff_width=0.5, zeta=2, n_sparse=500, sparse_method="fps", tikhonov=None,
                  dipole_tikhonov=None, regulariser="kernel", charge_regularisation=None,
-                 max_pool=20000, seed=0, species_channels="auto", max_memory=None,
+                 sum_rule_weight=SUM_RULE_WEIGHT, max_pool=20000, seed=0, species_channels="auto", max_memory=None,
                  cv_folds=5, progress=False):
         self._store_params(locals())
 

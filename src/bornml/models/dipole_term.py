@@ -113,9 +113,10 @@ class DipoleTerm:
 
     # -- fitting --------------------------------------------------------------------------
     def design(self, ctx, frame):
-        """(Born-charge rows (N·9, n_raw_columns), None — no charge rows): per contracted
-        weight u_z[f] ("features"), or on the span coordinates y_z ("references")."""
-        return self._design(ctx), None
+        """(Born-charge rows (N·9, n_raw_columns), None, None): per contracted weight u_z[f]
+        ("features"), or on the span coordinates y_z ("references"). No charge rows, and no
+        sum-rule rows: Σ_j Z_j of a dipole term is zero by translation invariance."""
+        return self._design(ctx), None, None
 
     def _design(self, ctx):
         fe, xhat, norms = ctx

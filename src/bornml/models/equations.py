@@ -6,15 +6,21 @@ For every frame the learnt terms' design columns Φ = [Φ_q | Φ_p] (Born-charge
     A = ΦᵀΦ,  b = Φᵀz   (z the ASR-corrected DFT Born charges, e),
     A_c = Φ_qᵀΦ_q, b_c = Φ_qᵀ t   (charge rows, t_i = tr(Z_i)/3; for λ_q)
     o_s = Φᵀ vec((δ_s − n_s/N) ⊗ I) per species s (the fixed-charge term moved to the right)
+    S = the sum-rule rows of every periodic frame, R/√N (9, n) with R = Σ_j Z_j^local the
+        residual the ASR projection removes (linear in the weights; zero for molecules)
     Σ tr(Z_i)/3 and counts per species (the default fixed charges)
 
 split into ``n_folds`` parts by frame (k-fold cross-validation costs no extra pass: the
 training equations of a fold are the total minus the fold). :meth:`KernelEquations.solve`
 then gives the weights of any subset of terms for any (ω_q, ω_p, λ_q) and fixed charges:
 
-    (A_TT + λ_q A_c + ω_q s_q R_q ⊕ ω_p s_p R_p) w = b_T + λ_q b_c − Σ_s q⁰_s o_s,T
+    (A_TT + λ_q A_c + μ S_TᵀS_T + ω_q s_q R_q ⊕ ω_p s_p R_p) w = b_T + λ_q b_c − Σ_s q⁰_s o_s,T
 
 with s_t = tr(A_tt)/n_t (so ω is dimensionless and the same value works across data sets).
+μ S ᵀS (the sum-rule weight) adds μ·Σ_frames Σ_j |R/N|² — the squared size of the part the
+projection removes, summed over atoms — to the least-squares objective, so the learnt total
+charge is conserved instead of being corrected afterwards (μ = 1: the removed part costs as
+much as an error of the same size).
 """
 
 import numpy as np
@@ -45,6 +51,7 @@ class _Part:
         self.trace_sums = {z: 0.0 for z in species}
         self.counts = {z: 0 for z in species}
         self.n_rows = 0
+        self.sum_rule = []  # (9, n) rows R/√N of the periodic frames of this fold
 
 
 class KernelEquations:
@@ -62,10 +69,13 @@ class KernelEquations:
         self.parts = [_Part(self.n, n_charge, species) for _ in range(max(1, n_folds))]
         self.n_frames = 0
 
-    def add(self, design, charge_design, frame):
-        """Add one frame: ``design`` (N·9, n), ``charge_design`` (N, n_charge)."""
+    def add(self, design, charge_design, frame, sum_rule=None):
+        """Add one frame: ``design`` (N·9, n), ``charge_design`` (N, n_charge), ``sum_rule``
+        (9, n) the unprojected Σ_j Z_j^local per column, or None (a molecule: no projection)."""
         part = self.parts[self.n_frames % len(self.parts)]
         self.n_frames += 1
+        if sum_rule is not None:
+            part.sum_rule.append(sum_rule / np.sqrt(len(frame)))
         target = asr_corrected(keys.bec_of(frame))
         z = target.reshape(-1)
         part.a += design.T @ design  # (one transient n×n product)
@@ -112,6 +122,7 @@ class KernelEquations:
             part.a = t.T @ part.a @ t
             part.b = t.T @ part.b
             part.offsets = part.offsets @ t
+            part.sum_rule = [rows @ t for rows in part.sum_rule]
         self.blocks, self.n = new_blocks, new_n
         self._last_training = None
         return self
@@ -160,12 +171,18 @@ class KernelEquations:
                     lhs[rows] += a[np.ix_(idx[rows], idx)]
         return lhs
 
+    def sum_rule_rows(self, exclude=None):
+        """The stacked sum-rule rows S (9·F, n) of every fold but ``exclude``."""
+        rows = [r for k, p in enumerate(self.parts) if k != exclude for r in p.sum_rule]
+        return np.concatenate(rows) if rows else np.zeros((0, self.n))
+
     def solve(self, terms, regularisers, omegas, charge_regularisation=0.0,
-              fixed_charges=None, exclude=None):
+              fixed_charges=None, exclude=None, sum_rule_weight=0.0):
         """Weights (in ``terms`` order, concatenated) for the learnt ``terms`` (names).
 
         ``regularisers``/``omegas``: name → R_t matrix (None = identity) / ω_t;
-        ``fixed_charges``: {Z: q⁰} or None; ``exclude``: a fold left out (cross-validation).
+        ``fixed_charges``: {Z: q⁰} or None; ``exclude``: a fold left out (cross-validation);
+        ``sum_rule_weight``: μ (dimensionless, see the module docstring).
         Memory: one n×n matrix beyond the stored folds (factorised in place)."""
         eq = self.training_part(exclude)
         idx = self.columns(terms)
@@ -182,9 +199,18 @@ class KernelEquations:
             sl = dict(slices)["charges"]
             b[sl] += charge_regularisation * eq.charge_b
 
+        sum_rule, live = None, None
+        if sum_rule_weight:
+            sum_rule = self.sum_rule_rows(exclude)[:, idx]
+            live = np.flatnonzero(np.any(sum_rule != 0, axis=0))  # the charge columns
+            sum_rule = sum_rule[:, live]
+            sum_rule = sum_rule_weight * (sum_rule.T @ sum_rule)
+
         def build(jitter):
             lhs = self._matrix(idx, exclude)
             traces = {t: float(np.trace(lhs[sl, sl])) for t, sl in slices}
+            if sum_rule is not None:
+                lhs[np.ix_(live, live)] += sum_rule
             for t, sl in slices:
                 if t == "charges" and charge_regularisation:
                     lhs[sl, sl] += charge_regularisation * eq.charge_a

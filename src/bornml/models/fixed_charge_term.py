@@ -8,9 +8,12 @@ per species (ASR-corrected targets). In a fit the term moves to the right-hand s
 solve time.
 """
 
+import warnings
+
 import numpy as np
 
 from .. import keys
+from ..errors import BornDataError
 
 
 def parse_charges(charges):
@@ -37,6 +40,38 @@ class FixedChargeTerm:
     def __init__(self, charges=None):
         self.given = parse_charges(charges)
         self.charges = None  # {atomic number: q⁰} after fit
+
+    def prepare(self, refs, frames, check_memory):
+        """Check given charges against the training data: every species or none (a partial set
+        would be shifted by the neutralisation, silently); no species the data lacks; a
+        warning with the charges used when the given ones are not neutral in a frame."""
+        if not self.given:
+            return self
+        from ase.data import chemical_symbols
+
+        present = sorted({int(z) for f in frames for z in f.numbers})
+        names = [chemical_symbols[z] for z in present]
+        extra = sorted(set(self.given) - set(present))
+        if extra:
+            raise BornDataError(f"charges given for {', '.join(chemical_symbols[z] for z in extra)}"
+                                f", which the training data does not contain (species: "
+                                f"{', '.join(names)})", key="charges")
+        missing = [chemical_symbols[z] for z in present if z not in self.given]
+        if missing:
+            raise BornDataError(f"charges given for some species but not for {', '.join(missing)}:"
+                                " give every species (each frame is made neutral, which would "
+                                "shift the charges you gave) or none (training means of "
+                                "tr(Z)/3)", key="charges")
+        for frame in frames:
+            q = np.array([self.given[int(z)] for z in frame.numbers])
+            if abs(q.sum()) > 1e-6 * len(q):
+                shifted = {chemical_symbols[z]: round(self.given[z] - q.mean(), 4)
+                           for z in sorted(set(frame.numbers.tolist()))}
+                warnings.warn(f"the given charges sum to {q.sum():.4g} e in a "
+                              f"{frame.get_chemical_formula()} frame; each frame is made "
+                              f"neutral, so the charges used there are {shifted}", stacklevel=2)
+                break
+        return self
 
     def set_from_traces(self, trace_sums, counts):
         """q⁰ = given, else Σ tr(Z)/3 / count per species (from the equations; 0 for a species

@@ -33,6 +33,10 @@ from .training_data import predict_frames, training_species
 #: regularisation settings; None = chosen by cross-validation in fit
 REGULARISATION = ("tikhonov", "dipole_tikhonov", "charge_regularisation")
 
+#: default μ of the presets with a charge term: weight of the sum-rule residual in the fit
+#: (:mod:`bornml.models.equations`); chosen with ``benchmarks/sum_rule.py`` (README)
+SUM_RULE_WEIGHT = 0.0
+
 #: settings that shape the descriptor, the references and the design columns
 SHARED = ("cutoff", "max_radial", "max_angular", "atomic_width", "cutoff_width", "n_sparse",
           "sparse_method", "max_pool", "seed", "species_channels")
@@ -77,9 +81,12 @@ class KernelBECModel(ParamsMixin):
         for name, value in self._given_regularisation().items():
             if value is not None and not value >= 0:
                 raise ValueError(f"{name} must be ≥ 0 or None (cross-validation), got {value}")
+        if not getattr(self, "sum_rule_weight", 0.0) >= 0:
+            raise ValueError(f"sum_rule_weight must be ≥ 0, got {self.sum_rule_weight}")
         parse_bytes(self.max_memory)
         species_mixing((1,), self.species_channels)  # checks the value
         self._make_terms()  # the terms check their own settings (ζ, regulariser, charges)
+        self.soap_settings.radial_basis()  # large cutoff/atomic_width: refused before any work
 
     def _check_memory(self, n_bytes, what, hint):
         """Stop before a step that needs more than ``max_memory`` (see :mod:`bornml.memory`)."""
@@ -89,15 +96,18 @@ class KernelBECModel(ParamsMixin):
         return [t for t in self.terms_.values() if t.learnt]
 
     def _frame_design(self, ctx, frame):
-        """(Φ (N·9, n_raw), Φ_q (N, M_q) or None): the learnt terms' Born-charge columns of
-        one frame side by side, and the charge rows of the charge term."""
-        designs, charge_design = [], None
+        """(Φ (N·9, n_raw), Φ_q (N, M_q) or None, S (9, n_raw) or None): the learnt terms'
+        Born-charge columns of one frame side by side, the charge rows of the charge term,
+        and the unprojected sum Σ_j Z_j^local per column (None for a molecule)."""
+        designs, charge_design, sums = [], None, []
         for term in self._learnt():
-            out, charge_rows = term.design(ctx, frame)
+            out, charge_rows, sum_rows = term.design(ctx, frame)
             designs.append(out)
+            sums.append(np.zeros((9, out.shape[1])) if sum_rows is None else sum_rows)
             if charge_rows is not None:
                 charge_design = charge_rows
-        return np.concatenate(designs, axis=1), charge_design
+        sum_rule = np.concatenate(sums, axis=1) if ctx.fe.periodic else None
+        return np.concatenate(designs, axis=1), charge_design, sum_rule
 
     # -- fitting ----------------------------------------------------------------------------
     def fit(self, frames):
@@ -115,6 +125,9 @@ class KernelBECModel(ParamsMixin):
         frames = list(frames)
         species = training_species(frames)
         terms = self._make_terms()  # checks the term settings before any work
+        for term in terms.values():  # terms without columns check the data before the work
+            if not term.learnt:
+                term.prepare(None, frames, self._check_memory)
         self.reference_set_ = ReferenceSet.select(
             frames, self.soap_settings, species, self.species_channels, int(self.n_sparse),
             self.sparse_method, int(self.max_pool), self.seed, self._check_memory,
@@ -140,7 +153,8 @@ class KernelBECModel(ParamsMixin):
         n_max = max(len(f) for f in frames)
         self._check_memory(
             # k folds + one working (or transient product) matrix, float64
-            FLOAT * ((n_folds + 1) * n_cols ** 2 + 4 * 9 * n_max * n_cols),
+            FLOAT * ((n_folds + 1) * n_cols ** 2 + 4 * 9 * n_max * n_cols
+                     + 9 * len(frames) * n_cols),  # + the sum-rule rows
             f"normal equations ({n_cols} × {n_cols}"
             f"{f', {n_folds} folds' if n_folds > 1 else ''}) and the design matrix of a "
             f"{n_max}-atom frame ({9 * n_max} × {n_cols})", "lower n_sparse (--n-sparse)")
@@ -153,7 +167,9 @@ class KernelBECModel(ParamsMixin):
                               charge.n_columns() if charge else 0, n_folds)
         for index, frame in enumerate(tqdm(frames, desc="fit: design",
                                            disable=not self.progress)):
-            eqs.add(*self._frame_design(self.reference_set_.expand(frame, index), frame), frame)
+            design, charge_design, sum_rule = self._frame_design(
+                self.reference_set_.expand(frame, index), frame)
+            eqs.add(design, charge_design, frame, sum_rule)
         self.reference_set_.release_design_cache()  # the solves need the memory more
         for term in learnt:
             basis = term.projection()
@@ -210,7 +226,7 @@ class KernelBECModel(ParamsMixin):
             charges = dict(fixed.charges)
         w = eqs.solve([t.name for t in self._learnt()], self._regularisers(),
                       self._omegas(values), float(values.get("charge_regularisation") or 0.0),
-                      charges, exclude)
+                      charges, exclude, float(getattr(self, "sum_rule_weight", 0.0)))
         return w, charges
 
     def solve(self, eqs):
@@ -239,8 +255,8 @@ class KernelBECModel(ParamsMixin):
         """(Φ (N·9, n), Φ_q (N, M_q)) of one frame: the learnt terms' Born-charge columns
         (before any projection) and the charge rows (empty without a charge term)."""
         self._check_fitted()
-        design, charge_design = self._frame_design(self.reference_set_.expand(frame, index),
-                                                   frame)
+        design, charge_design, _ = self._frame_design(
+            self.reference_set_.expand(frame, index), frame)
         return design, (np.zeros((len(frame), 0)) if charge_design is None else charge_design)
 
     # -- prediction -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ A preset of :class:`~bornml.models.kernel_estimator.KernelBECModel` with one ter
 
 from .charge_term import REGULARISERS, ChargeTerm
 from .equations import asr_corrected
-from .kernel_estimator import KernelBECModel
+from .kernel_estimator import SUM_RULE_WEIGHT, KernelBECModel
 
 SOAP_DOC = """
     cutoff : float
@@ -60,13 +60,20 @@ class MonopoleModel(KernelBECModel):
     charge_regularisation : float or None
         λ_q: weight of Σ_i (q'_i − tr(Z_i)/3)² relative to the Born-charge residual; None
         (default) = chosen by cross-validation.
+    sum_rule_weight : float
+        μ ≥ 0: weight of the acoustic-sum-rule residual in the fit. In a periodic frame the
+        part of Z that the sum-rule projection removes (R/N per atom, R = Σ_j Z_j^local =
+        −Σ_j r_j ⊗ ∂Q/∂r_j) enters the least-squares objective as μ·Σ_j |R/N|², so the model
+        learns a conserved total charge instead of relying on the projection. 0 = the
+        projection alone. See :data:`SUM_RULE_WEIGHT` for the default.
     """
 
     model_type = "q"
 
     def __init__(self, cutoff=5.0, max_radial=7, max_angular=6, atomic_width=0.3,
                  cutoff_width=0.5, zeta=2, n_sparse=500, sparse_method="fps", tikhonov=None,
-                 regulariser="kernel", charge_regularisation=None, max_pool=20000, seed=0,
+                 regulariser="kernel", charge_regularisation=None,
+                 sum_rule_weight=SUM_RULE_WEIGHT, max_pool=20000, seed=0,
                  species_channels="auto", max_memory=None, cv_folds=5, progress=False):
         self._store_params(locals())
 
