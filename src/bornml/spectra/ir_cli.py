@@ -98,7 +98,8 @@ def add_arguments(parser):
     parser.add_argument("--qcf", choices=QCFS, default="harmonic",
                         help="quantum correction factor (default: harmonic, the classical "
                              "correlation with prefactor β/(6cVε₀); egelstaff works on the "
-                             "dipole correlation); see bornml.spectra.ir for the definitions")
+                             "dipole correlation and only suits bands that decay within "
+                             "βħ/2); see bornml.spectra.ir for the definitions")
     parser.add_argument("--scale", type=_POSITIVE, default=1.0, metavar="FACTOR",
                         help="multiply the wavenumber axis by FACTOR (e.g. 0.985 for a 1.5 %% "
                              "redshift); default 1")
