@@ -132,6 +132,12 @@ TRAIN_OPTIONS = {
         "λ_q, pulls charges towards tr(Z_DFT)/3 (q, q+p: default chosen by cross-validation; "
         "mace-q, mace-q+p: default 0)", {"type": float},
         why="the charges of p and mace-p are fixed, not learnt"),
+    "sum_rule_weight": Flag("--sum-rule-weight", ("q", "q+p"), None,
+                            "q, q+p: weight μ of the acoustic-sum-rule residual in the fit, so "
+                            "the learnt total charge is conserved (default: "
+                            "bornml.models.kernel_estimator.SUM_RULE_WEIGHT; 0 = projection "
+                            "only)", {"type": float, "metavar": "MU"},
+                            why="the sum-rule residual comes from learnt charges; p has none"),
     "charges": Flag("--charges", ("p",), None,
                     "p: fixed charges in e, e.g. 'Zr=4,O=-2' (default: the training mean of "
                     "tr(Z)/3 per species)", {"metavar": "EL=Q,..."},
@@ -192,6 +198,10 @@ def _kernel_settings(args):
         if args.model in option.models:
             value = getattr(args, dest, None)
             out[dest] = option.default if value is None else value
+    if "sum_rule_weight" in out and out["sum_rule_weight"] is None:
+        from .models.kernel_estimator import SUM_RULE_WEIGHT
+
+        out["sum_rule_weight"] = SUM_RULE_WEIGHT
     if out.get("species_channels") == "none":
         out["species_channels"] = None
     return out
@@ -318,6 +328,7 @@ def cmd_train(args):
     _check_train_outputs(args)
     model = _build_model(args)  # bad options (--charges, missing torch) fail before reading data
     frames = _read_labelled(args, args.data)
+    _warn_layout(frames, args.layout)
     test = _held_out(len(frames), args.test_fraction)
     train_idx = np.setdiff1d(np.arange(len(frames)), test)
     train = [frames[i] for i in train_idx]
@@ -446,6 +457,28 @@ def cmd_partition(args):
     return 0
 
 
+def cmd_inspect(args):
+    from .inspection import format_report, inspect_frames
+
+    frames = _read_labelled(args, args.data, require_bec=False)
+    report = inspect_frames(frames, path=_data_name(args.data))
+    print(json.dumps(report) if args.json else format_report(report))
+    return 0
+
+
+def _warn_layout(frames, layout):
+    """Warn when the rotational sum rule of molecular labels contradicts the layout used."""
+    from .inspection import layout_check
+
+    check = layout_check(frames[:50])
+    if check["verdict"].startswith("r-P"):
+        print(f"warning: the rotational sum rule of these molecules says the Born charges read "
+              f"with --layout {layout} are transposed (residual "
+              f"{check['rotational_residual_P-r']:.3g} e·Å as read, "
+              f"{check['rotational_residual_r-P']:.3g} e·Å transposed); check --layout "
+              "(bornml inspect DATA shows the details)", file=sys.stderr)
+
+
 def cmd_ir(args):
     from .output_paths import CSV_SUFFIXES, IMAGE_SUFFIXES, check_output
     from .spectra.ir_cli import run
@@ -525,6 +558,19 @@ def build_parser():
     _add_predict_options(p)
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.set_defaults(func=cmd_partition)
+
+    p = sub.add_parser("inspect", help="what a data file holds, and checks of its Born charges",
+                       description="Frames, species, keys, periodicity, and checks of the "
+                                   "Born-charge labels: acoustic sum rule |Σ_j Z_j|/N, total "
+                                   "charge Σ_j tr(Z_j)/3, and the layout — for molecules the "
+                                   "rotational sum rule tells Z from its transpose (the "
+                                   "residual of both orientations is printed); for crystals "
+                                   "the data cannot tell and the format decides. Run it first "
+                                   "on a new file.")
+    p.add_argument("data", **DATA_ARGUMENT)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_inspect)
 
     from .spectra.ir_cli import DESCRIPTION, add_arguments
 
