@@ -12,8 +12,8 @@ from bornml import keys
 from bornml.metrics import bec_errors, sum_rule_correction_rms
 from bornml.models.equations import KernelEquations
 
-SMALL = dict(cutoff=4.0, max_radial=4, max_angular=3, n_sparse=40, tikhonov=1e-4,
-             charge_regularisation=0.0)
+SMALL = {"cutoff": 4.0, "max_radial": 4, "max_angular": 3, "n_sparse": 40, "tikhonov": 1e-4,
+             "charge_regularisation": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +118,44 @@ def test_correction_rms_by_hand():
 def test_sum_rule_weight_must_be_non_negative(quartz_frames):
     with pytest.raises(ValueError, match="sum_rule_weight"):
         bornml.MonopoleModel(**SMALL, sum_rule_weight=-1).fit(quartz_frames[:2])
+
+
+def _slab(frame, vacuum=20.0):
+    """The frame's atoms in a cell with ``vacuum`` Å added along c (quartz c ∥ z): periodic in
+    x, y, no pair crosses the z boundary."""
+    slab = frame.copy()
+    slab.wrap()
+    cell = slab.cell.array.copy()
+    cell[2, 2] += vacuum
+    slab.set_cell(cell, scale_atoms=False)
+    return slab
+
+
+def test_slab_normal_rows_are_the_derivative_of_the_polarisation(q_model, quartz_frames):
+    """Along the vacuum normal P_z = Σ q'_i z_i is defined: Z[j, z, :] is its derivative
+    (finite differences), while the in-plane rows keep the sum-rule projection."""
+    slab = _slab(quartz_frames[3])
+    ctx = q_model.reference_set_.expand(slab, 0)
+    np.testing.assert_array_equal(ctx.fe.periodic_directions, [True, True, False])
+    pred = q_model.predict(slab)
+    z = pred[keys.BEC]
+    h = 1e-5
+    for j in (0, 5, 40):
+        for b in range(3):
+            values = []
+            for sign in (1, -1):
+                moved = slab.copy()
+                moved.positions[j, b] += sign * h
+                q = q_model.predict(moved)[keys.CHARGES]
+                values.append(q @ moved.positions[:, 2])
+            np.testing.assert_allclose(z[j, 2, b], (values[0] - values[1]) / (2 * h), atol=2e-6)
+    np.testing.assert_allclose(pred[keys.ASR_RESIDUAL][2], 0.0, atol=1e-12)  # nothing removed
+    assert np.abs(z.sum(axis=0)).max() < 1e-8  # and the sum rule holds in every row
+
+
+def test_slab_dipole_derivative_matches_its_born_charges(q_model, quartz_frames):
+    slab = _slab(quartz_frames[4])
+    v = np.random.default_rng(0).normal(size=(len(slab), 3))
+    z = q_model.predict(slab)[keys.BEC]
+    np.testing.assert_allclose(q_model.dipole_derivative(slab, v),
+                               np.einsum("jab,jb->a", z, v), atol=1e-10)

@@ -123,17 +123,17 @@ def layout_check(frames):
 
 def format_report(report):
     """Human-readable lines of :func:`inspect_frames`' report."""
-    lines = [f"{report['file']}: {report['n_frames']} frames, atoms per frame "
-             f"{report['n_atoms']}, {report['structure']}",
+    lines = [(f"{report['file']}: {report['n_frames']} frames, atoms per frame "
+             f"{report['n_atoms']}, {report['structure']}"),
              "species: " + ", ".join(f"{s} {n}" for s, n in report["species"].items()),
              "per-atom keys: " + ", ".join(report["per_atom_keys"]),
              "frame keys: " + (", ".join(report["frame_keys"]) or "-"),
              f"Born charges in {report['n_labelled']} frames (e, Z[j,a,b] = dP_a/dr_jb)"]
     if report["n_labelled"]:
-        lines += [f"acoustic sum rule |Σ_j Z_j|/N: max {report['asr_residual_per_atom']['max']:.4f}"
-                  f" e, median {report['asr_residual_per_atom']['median']:.4f} e",
-                  f"total charge Σ_j tr(Z_j)/3: largest |.| {report['total_charge']['max_abs']:.4f}"
-                  " e",
+        lines += [(f"acoustic sum rule |Σ_j Z_j|/N: max {report['asr_residual_per_atom']['max']:.4f}"
+                  f" e, median {report['asr_residual_per_atom']['median']:.4f} e"),
+                  (f"total charge Σ_j tr(Z_j)/3: largest |.| {report['total_charge']['max_abs']:.4f}"
+                  " e"),
                   f"largest |Z_ab − Z_ba|: {report['max_antisymmetry']:.4f} e"]
         layout = report["layout"]
         if "rotational_residual_P-r" in layout:

@@ -116,6 +116,15 @@ class FrameExpansion:
         return bool(np.any(self.pairs.shifts != 0))
 
     @property
+    def periodic_directions(self):
+        """(3,) bool: Cartesian directions a in which some pair's image shift T_p has a
+        component (T_p = d_p − (r_j − r_i), Å). A slab with vacuum along z is periodic in x, y
+        only: its z rows of Z are exact derivatives of P_z = Σ q'_i z_i."""
+        p = self.pairs
+        shift = p.vectors - (self.positions[p.neighbors] - self.positions[p.centers])
+        return np.any(np.abs(shift) > 1e-8, axis=0)
+
+    @property
     def n_channels(self):
         """Density channels C (= S without compression)."""
         return self.coefficients.shape[1]

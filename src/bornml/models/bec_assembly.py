@@ -8,14 +8,18 @@ columns of a design matrix):
 
 Neutral charges q'_i = q_i − mean(q) are reported and used. Born charges:
 
-    Z_j = q'_j I + Σ_{p: j_p = j} (−d_p) ⊗ g_p                 ("local" part, image resolved)
-          + (r_j − r̄) ⊗ ∂Q/∂r_j          for a molecule (no periodic direction)
-          − mean_k Z^local_k               for a periodic frame
+    Z_j[a] = q'_j e_a + Σ_{p: j_p = j} (−d_p[a]) g_p            ("local" part, image resolved)
+             + (r_j − r̄)[a] ∂Q/∂r_j       for a non-periodic direction a
+             − mean_k Z^local_k[a]          for a periodic direction a
 
-For a molecule this is the exact derivative of P = Σ q'_i r_i (which also obeys Σ_j Z_j = 0).
-In a periodic frame the position of an atom relative to the cell centroid r̄ has no meaning;
-the term is replaced by its cell average, which is exactly the projection onto the acoustic
-sum rule. The residual that projection removes is returned as ``asr_residual`` (3, 3, ...).
+row by row (a = the polarisation direction). ``periodic``: a bool (every direction or none)
+or a (3,) bool mask — a Cartesian direction is periodic when some pair's image shift has a
+component along it (:attr:`FrameExpansion.periodic_directions`). For a molecule every row is
+the exact derivative of P = Σ q'_i r_i (which also obeys Σ_j Z_j = 0); so are the rows along
+the normal of a slab. Along a periodic direction the position relative to the centroid r̄
+has no meaning; the term is replaced by its cell average, which is exactly the projection onto
+the acoustic sum rule. The residual that projection removes is returned as ``asr_residual``
+(3, 3, ...), zero in the non-periodic rows.
 """
 
 import numpy as np
@@ -39,16 +43,25 @@ def assemble_bec(charges, pair_grad, centers, neighbors, vectors, positions, per
         local = _pair_to_atom(neighbors, n_atoms, -vectors[:, a]) @ g
         bec[:, a] = local.reshape((n_atoms, 3) + rest)
         bec[:, a, a] += neutral
-    if periodic:
-        residual = bec.sum(axis=0)
-        bec -= residual / n_atoms
-    else:
+    rows = _periodic_rows(periodic)
+    if not rows.all():
         dq = (_pair_to_atom(neighbors, n_atoms) - _pair_to_atom(centers, n_atoms)) @ g
         dq = dq.reshape((n_atoms, 3) + rest)
         rel = positions - positions.mean(axis=0)
-        bec += np.einsum("ja,jb...->jab...", rel, dq)
-        residual = bec.sum(axis=0)
+        for a in np.flatnonzero(~rows):
+            bec[:, a] += np.einsum("j,jb...->jb...", rel[:, a], dq)
+    residual = bec.sum(axis=0)
+    if rows.any():
+        correction = np.where(rows.reshape((3, 1) + (1,) * len(rest)), residual, 0.0)
+        bec -= correction / n_atoms
+        residual = correction  # what the projection removed (non-periodic rows: nothing)
     return bec, neutral, residual
+
+
+def _periodic_rows(periodic):
+    """(3,) bool mask of the periodic Cartesian directions from a bool or a mask."""
+    mask = np.asarray(periodic, dtype=bool)
+    return np.full(3, bool(mask)) if mask.ndim == 0 else mask
 
 
 def dipole_derivative(charges, pair_grad, centers, neighbors, vectors, positions, periodic,
@@ -58,11 +71,12 @@ def dipole_derivative(charges, pair_grad, centers, neighbors, vectors, positions
     neutral = charges - charges.mean()
     along = np.einsum("pb,pb->p", pair_grad, velocities[neighbors])  # g_p · v_{j_p}
     mdot = neutral @ velocities - vectors.T @ along
-    if periodic:
+    rows = _periodic_rows(periodic)
+    if rows.any():
         # minus the ASR residual's share: (1/N) Σ_p d_p ⊗ g_p applied to Σ_j v_j
-        mdot += vectors.T @ (pair_grad @ velocities.sum(axis=0)) / len(charges)
-    else:
+        mdot += rows * (vectors.T @ (pair_grad @ velocities.sum(axis=0))) / len(charges)
+    if not rows.all():
         rel = positions - positions.mean(axis=0)
         back = np.einsum("pb,pb->p", pair_grad, velocities[centers])  # g_p · v_{i_p}
-        mdot += rel[neighbors].T @ along - rel[centers].T @ back
+        mdot += ~rows * (rel[neighbors].T @ along - rel[centers].T @ back)
     return mdot

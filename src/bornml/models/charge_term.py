@@ -56,7 +56,7 @@ class ChargeTerm:
 
     def projection(self):
         """None: the design columns are the weights themselves."""
-        return None
+        return
 
     def is_fitted(self):
         return self.weights is not None
@@ -84,7 +84,7 @@ class ChargeTerm:
         coef = fe.coefficients.reshape(n_atoms, fe.n_channels * (refs.settings.max_radial + 1),
                                        -1)
         factors = 2.0 / np.sqrt(2 * np.arange(L + 1) + 1.0)
-        periodic = ctx.fe.periodic
+        periodic = ctx.fe.periodic_directions
         self_term = fe.norm_pair_gradients(xhat)  # x̂_i·∂x_i/∂d_p, every pair at once
         rows = refs.rows(self.check_memory)
         designs, charge_designs, sums = [], [], []
@@ -189,7 +189,7 @@ class ChargeTerm:
         pairs = ctx.fe.pairs
         bec, neutral, residual = assemble_bec(q, g, pairs.centers, pairs.neighbors,
                                               pairs.vectors, ctx.fe.positions,
-                                              ctx.fe.periodic)
+                                              ctx.fe.periodic_directions)
         return {keys.BEC: bec, keys.CHARGES: neutral, keys.ASR_RESIDUAL: residual}
 
     def dipole_derivative(self, ctx, frame, velocities):
@@ -197,7 +197,7 @@ class ChargeTerm:
         q, g = self.charges_and_pair_gradients(ctx, frame)
         pairs = ctx.fe.pairs
         return charge_dipole_derivative(q, g, pairs.centers, pairs.neighbors, pairs.vectors,
-                                        ctx.fe.positions, ctx.fe.periodic, velocities)
+                                        ctx.fe.positions, ctx.fe.periodic_directions, velocities)
 
     # -- files ------------------------------------------------------------------------------
     def arrays(self):
