@@ -14,6 +14,7 @@ from ._version import __version__  # noqa: E402,F401
 
 from .io import read_frames, write_frames  # noqa: E402
 from .models.dipole import CombinedModel, DipoleModel  # noqa: E402
+from .models.force_field import ForceFieldModel  # noqa: E402
 from .models.monopole import MonopoleModel  # noqa: E402
 from .models.serialization import load_model  # noqa: E402
 
@@ -25,5 +26,5 @@ def ir_spectrum(*args, **kwargs):
     return _ir(*args, **kwargs)
 
 
-__all__ = ["read_frames", "write_frames", "MonopoleModel", "DipoleModel", "CombinedModel", "load_model", "ir_spectrum",
+__all__ = ["read_frames", "write_frames", "MonopoleModel", "DipoleModel", "CombinedModel", "ForceFieldModel", "load_model", "ir_spectrum",
            "__version__"]

@@ -36,6 +36,8 @@ DIPOLES = "dipoles"  #: per-atom model dipoles, (n_atoms, 3), e·Å
 FORCES = "forces"  #: per-atom forces, (n_atoms, 3), eV/Å
 VELOCITIES = "velocities"  #: per-atom velocities, (n_atoms, 3), Å/fs
 ENERGY = "energy"  #: frame energy, eV
+ENERGY_ALIASES = (ENERGY, "total_energy")  #: frame info keys read as the energy (eV), in order
+ATOMIC_ENERGIES = "energies"  #: per-atom energies of a force field (site + offset), (n_atoms,), eV
 EPSILON_INF = "epsilon_inf"  #: frame electronic dielectric tensor, (3, 3)
 POLARIZATION = "polarization"  #: frame polarisation (cell dipole), (3,), e·Å
 NUMBERS = "numbers"  #: per-atom atomic numbers (ASE), (n_atoms,), named in species errors
@@ -109,3 +111,37 @@ def set_bec(atoms, bec):
                          f"({len(atoms)}, 3, 3) or ({len(atoms)}, 9)")
     atoms.arrays[BEC] = bec.reshape(len(atoms), 9)
     return atoms.arrays[BEC].reshape(len(atoms), 3, 3)
+def energy_of(atoms):
+    """Energy (eV) of a labelled frame: the first of :data:`ENERGY_ALIASES` in ``info``, else a
+    single-point calculator's result (``ase.io.read``), else None."""
+    for key in ENERGY_ALIASES:
+        if key in atoms.info:
+            return float(atoms.info[key])
+    results = getattr(atoms.calc, "results", {}) or {}
+    return float(results[ENERGY]) if ENERGY in results else None
+
+
+def forces_of(atoms):
+    """Forces (n_atoms, 3) eV/Å of a labelled frame from ``arrays["forces"]``, else a
+    single-point calculator's result, else None."""
+    if FORCES in atoms.arrays:
+        return np.asarray(atoms.arrays[FORCES], dtype=float)
+    results = getattr(atoms.calc, "results", {}) or {}
+    return np.asarray(results[FORCES], dtype=float) if FORCES in results else None
+
+
+def stress_of(atoms):
+    """Stress (3, 3) eV/Å³ (ASE sign) from ``info["stress"]`` (9 numbers or Voigt 6), else a
+    single-point calculator's result, else None."""
+    value = atoms.info.get(STRESS)
+    if value is None:
+        value = (getattr(atoms.calc, "results", {}) or {}).get(STRESS)
+    if value is None:
+        return None
+    value = np.asarray(value, dtype=float).reshape(-1)
+    if value.size == 6:
+        xx, yy, zz, yz, xz, xy = value
+        return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+    return value.reshape(3, 3)
+
+

@@ -2,14 +2,15 @@
 
 Layout (format ``bornml-model``, version :data:`FORMAT_VERSION`):
 - ``metadata``: JSON with ``format``, ``format_version``, ``bornml_version``, ``model_type``
-  (``"q"``, ``"p"``, ``"q+p"``, ``"mace-q"``, ``"mace-p"``, ``"mace-q+p"``), ``params``
+  (``"q"``, ``"p"``, ``"q+p"``, ``"ff"``, ``"mace-q"``, ``"mace-p"``, ``"mace-q+p"``), ``params``
   (constructor settings), ``species`` (atomic numbers), ``training`` and, per model type,
   ``extra`` (small JSON-ready settings learnt in fit);
 - kernel models: ``radial_grid`` (n_points,), ``radial_values`` / ``radial_derivatives``
   (n_points, L+1, N); models with charges (q, q+p) ``references_<Z>`` (M_Z, D) normalised
   reference power spectra and ``weights_<Z>`` (M_Z,) charge weights; models with dipoles
   (p, q+p) ``dipole_weights_<Z>`` (F,), the contracted λ=1 weights u_Z = Σ_k X̂_kᵀ w_k; the
-  p model keeps its fixed charges in ``extra["fixed_charges"]``;
+  p model keeps its fixed charges in ``extra["fixed_charges"]``; the force field (ff)
+  ``energy_weights_<Z>`` (M_Z,) eV and ``extra["energy_offsets"]`` {Z: ε_Z} eV;
 - MACE models: ``state/<parameter name>`` arrays of the network's state dict.
 
 Each model class writes its arrays with :func:`write_archive` and is rebuilt by its
@@ -86,9 +87,10 @@ def model_classes():
     """model_type → class of the kernel models (MACE types are resolved in :func:`load_model`,
     which imports torch only for them)."""
     from .dipole import CombinedModel, DipoleModel
+    from .force_field import ForceFieldModel
     from .monopole import MonopoleModel
 
-    return {"q": MonopoleModel, "p": DipoleModel, "q+p": CombinedModel}
+    return {"q": MonopoleModel, "p": DipoleModel, "q+p": CombinedModel, "ff": ForceFieldModel}
 
 
 def load_model(path):
