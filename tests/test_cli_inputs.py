@@ -148,3 +148,11 @@ def test_predict_output_respects_the_umask(model_path, tmp_path):
 
 if sys.platform == "win32":  # pragma: no cover
     pytest.skip("POSIX permissions", allow_module_level=True)
+
+
+def test_no_progress_bars_in_non_interactive_logs(tmp_path):
+    """stderr redirected to a file (a batch job's log): no tqdm lines, only the messages."""
+    argv = [a for a in SMALL if a != "--no-progress"]
+    code, _, err = run(["train", shipped_data_path(), "-o", tmp_path / "m.npz", *argv])
+    assert code == 0, err
+    assert "fit:" not in err and "it/s" not in err

@@ -24,6 +24,7 @@ from ..descriptors.soap import SoapSettings
 from ..descriptors.species_channels import species_mixing
 from ..memory import FLOAT, check_memory, parse_bytes
 from .cross_validation import FALLBACK, choose_regularisation
+from ..parallel import current_runner, frame_chunks
 from .equations import KernelEquations
 from .params import ParamsMixin
 from .reference_set import ReferenceSet
@@ -114,8 +115,21 @@ class KernelBECModel(ParamsMixin):
         """Fit to the Born charges ``frame.arrays["bec"]`` (N, 3, 3) e of ``frames``."""
         frames = list(frames)
         self.prepare(frames)
-        self.solve(self.accumulate(frames))
+        eqs = self.accumulate(frames)
+        self.solve(eqs)
         self.n_train_frames_ = len(frames)
+        self._fit_posterior(eqs, frames)
+        return self
+
+    def _fit_posterior(self, eqs, frames=None):
+        """The posterior of the weights (:mod:`bornml.models.posterior`) for
+        ``predict(return_std=True)``; with the training ``frames``, the extrapolation
+        threshold too."""
+        from .posterior import Posterior
+
+        self.posterior_ = Posterior.from_equations(self, eqs)
+        if frames:
+            self.posterior_.set_training_scores(self, frames)
         return self
 
     def prepare(self, frames):
@@ -131,7 +145,7 @@ class KernelBECModel(ParamsMixin):
         self.reference_set_ = ReferenceSet.select(
             frames, self.soap_settings, species, self.species_channels, int(self.n_sparse),
             self.sparse_method, int(self.max_pool), self.seed, self._check_memory,
-            self.progress)
+            self.progress, runner=current_runner())
         for term in terms.values():
             if term.learnt:
                 term.prepare(self.reference_set_, frames, self._check_memory)
@@ -162,14 +176,14 @@ class KernelBECModel(ParamsMixin):
         for term, size in zip(learnt, raw):
             blocks[term.name] = slice(start, start + size)
             start += size
-        charge = self.terms_.get("charges")
-        eqs = KernelEquations(blocks, self.reference_set_.species,
-                              charge.n_columns() if charge else 0, n_folds)
-        for index, frame in enumerate(tqdm(frames, desc="fit: design",
-                                           disable=not self.progress)):
-            design, charge_design, sum_rule = self._frame_design(
-                self.reference_set_.expand(frame, index), frame)
-            eqs.add(design, charge_design, frame, sum_rule)
+        runner = current_runner()
+        if runner is None:
+            eqs = self._add_frames(blocks, n_folds, frames, 0, self.progress)
+        else:  # partial equations of chunks of frames, added in a fixed order
+            shared = runner.share(self)
+            eqs = runner.reduce(_accumulate_chunk, [
+                (shared, blocks, n_folds, frames[a:b], a)
+                for a, b in frame_chunks(len(frames), 2 * runner.n_workers)], _merge)
         self.reference_set_.release_design_cache()  # the solves need the memory more
         for term in learnt:
             basis = term.projection()
@@ -179,6 +193,19 @@ class KernelBECModel(ParamsMixin):
         eqs.reference_set = self.reference_set_
         eqs.prepared_terms = {t.name: t for t in learnt}
         eqs.shared_params = {k: v for k, v in self.get_params().items() if k in SHARED}
+        return eqs
+
+    def _add_frames(self, blocks, n_folds, frames, start=0, progress=False):
+        """:class:`KernelEquations` of ``frames`` (numbered from ``start``), before projection:
+        the whole list, or one chunk of it on a worker."""
+        charge = self.terms_.get("charges")
+        eqs = KernelEquations(blocks, self.reference_set_.species,
+                              charge.n_columns() if charge else 0, n_folds, first_frame=start)
+        for index, frame in enumerate(tqdm(frames, desc="fit: design",
+                                           disable=None if progress else True), start):
+            design, charge_design, sum_rule = self._frame_design(
+                self.reference_set_.expand(frame, index), frame)
+            eqs.add(design, charge_design, frame, sum_rule)
         return eqs
 
     def fit_equations(self, eqs):
@@ -204,6 +231,7 @@ class KernelBECModel(ParamsMixin):
                              "explicitly or accumulate(frames, n_folds=k)")
         self.solve(eqs)
         self.n_train_frames_ = eqs.n_frames
+        self._fit_posterior(eqs)  # no frames here: no extrapolation threshold
         return self
 
     def _regularisers(self):
@@ -280,8 +308,14 @@ class KernelBECModel(ParamsMixin):
         out[keys.BEC] = bec
         return out
 
-    def predict(self, frames):
-        """Predictions for a frame (one dict) or a list of frames (one dict per frame)."""
+    def predict(self, frames, return_std=False):
+        """Predictions for a frame (one dict) or a list of frames (one dict per frame); with
+        ``return_std`` also ``bec_std`` (N, 3, 3), ``charges_std`` (N,) and
+        ``uncertainty_score`` (e) from the posterior (:mod:`bornml.models.posterior`)."""
+        if return_std:
+            from .posterior import predict_with_std
+
+            return predict_with_std(self, frames)
         return predict_frames(self, frames)
 
     def dipole_derivative(self, atoms, velocities):
@@ -365,6 +399,9 @@ class KernelBECModel(ParamsMixin):
         for term in self.terms_.values():
             arrays.update(term.arrays())
             extra.update(term.extra())
+        if getattr(self, "posterior_", None) is not None:
+            arrays.update(self.posterior_.arrays())
+            extra.update(self.posterior_.extra())
         write_archive(path, self, arrays, extra)
 
     @classmethod
@@ -375,4 +412,17 @@ class KernelBECModel(ParamsMixin):
         model.terms_ = model._make_terms()
         for term in model.terms_.values():
             term.load(model.reference_set_, arrays, meta["extra"], path)
+        from .posterior import Posterior
+
+        model.posterior_ = Posterior.from_arrays(arrays, meta["extra"])
         return model
+
+
+def _accumulate_chunk(model, blocks, n_folds, frames, start):
+    """Partial equations of one chunk of training frames (runs on a worker)."""
+    return model._add_frames(blocks, n_folds, frames, start)
+
+
+def _merge(first, second):
+    """Equations of two consecutive chunks (``first`` then ``second``) added."""
+    return first.merge(second)

@@ -52,7 +52,8 @@ def train(net, train_graphs, val_graphs, *, fixed_charges=None, max_epochs=200,
         optimiser, factor=0.5, patience=max(1, patience // 3), min_lr=learning_rate * 1e-3)
     best = (math.inf, copy.deepcopy(net.state_dict()), 0)
     history, stop, start = [], "max_epochs", time.perf_counter()
-    bar = tqdm(range(1, max_epochs + 1), desc="fit: epochs", disable=not progress)
+    bar = tqdm(range(1, max_epochs + 1), desc="fit: epochs",
+               disable=None if progress else True)  # no bar when stderr is not a terminal
     epoch = 0
     for epoch in bar:
         net.train()

@@ -66,9 +66,11 @@ class ReferenceSet:
     # -- selection --------------------------------------------------------------------------
     @classmethod
     def select(cls, frames, settings, species, species_channels, n_sparse, method, max_pool,
-               seed, check_memory, progress=False):
+               seed, check_memory, progress=False, runner=None):
         """Choose ≤ ``n_sparse`` references per species among the environments of ``frames``
-        (at most ``max_pool`` per species looked at, a seeded random subset)."""
+        (at most ``max_pool`` per species looked at, a seeded random subset). ``runner``: a
+        :mod:`bornml.parallel` runner that computes the features of chunks of frames (the
+        same pool, gathered in frame order)."""
         refs = cls(settings, species, species_mixing(species, species_channels),
                    settings.radial_basis())
         D = refs.n_features
@@ -80,14 +82,17 @@ class ReferenceSet:
                      "use fewer frames, lower max_pool, or compress the species channels "
                      "(species_channels / --species-channels)")  # not n_sparse: the pool
         rng = np.random.default_rng(seed)
-        pool = {z: [] for z in species}
-        where = {z: [] for z in species}
-        for index, frame in enumerate(tqdm(frames, desc="fit: features", disable=not progress)):
-            xhat = refs.expand(frame, index).xhat
-            for z in species:
-                atoms = np.flatnonzero(frame.numbers == z)
-                pool[z].append(xhat[atoms])
-                where[z].append(np.stack([np.full(len(atoms), index), atoms], axis=1))
+        if runner is None:
+            pool, where = refs.environment_pool(frames, 0, progress)
+        else:
+            from ..parallel import frame_chunks
+
+            shared = runner.share(refs)
+            parts = runner.ordered(_environment_pool, [
+                (shared, frames[a:b], a) for a, b in frame_chunks(len(frames),
+                                                                  4 * runner.n_workers)])
+            pool = {z: [x for p, _ in parts for x in p[z]] for z in species}
+            where = {z: [x for _, w in parts for x in w[z]] for z in species}
         for z in species:
             x = np.concatenate(pool[z])
             src = np.concatenate(where[z])
@@ -98,6 +103,20 @@ class ReferenceSet:
             refs.references[z] = np.ascontiguousarray(x[idx])
             refs.sources[z] = src[idx]
         return refs
+
+    def environment_pool(self, frames, start=0, progress=False):
+        """Normalised power spectra of every environment of ``frames`` (numbered from
+        ``start``): ``({z: [(n_z, D) per frame]}, {z: [(n_z, 2) (frame, atom) per frame]})``."""
+        pool = {z: [] for z in self.species}
+        where = {z: [] for z in self.species}
+        bar = tqdm(frames, desc="fit: features", disable=None if progress else True)
+        for index, frame in enumerate(bar, start):
+            xhat = self.expand(frame, index).xhat
+            for z in self.species:
+                atoms = np.flatnonzero(frame.numbers == z)
+                pool[z].append(xhat[atoms])
+                where[z].append(np.stack([np.full(len(atoms), index), atoms], axis=1))
+        return pool, where
 
     # -- pieces used by the charge term -------------------------------------------------------
     def kernel_blocks(self, zeta):
@@ -147,3 +166,8 @@ class ReferenceSet:
         refs = {int(z): arrays[f"references_{z}"] for z in species
                 if f"references_{z}" in arrays}
         return cls(settings, species, mixing, basis, refs)
+
+
+def _environment_pool(refs, frames, start):
+    """:meth:`ReferenceSet.environment_pool` of one chunk of frames (runs on a worker)."""
+    return refs.environment_pool(frames, start)

@@ -31,4 +31,4 @@ def predict_frames(model, frames):
     if isinstance(frames, Atoms):
         return model.predict_frame(frames)
     return [model.predict_frame(f, i) for i, f in enumerate(
-        tqdm(frames, desc="predict", disable=not model.progress))]
+        tqdm(frames, desc="predict", disable=None if model.progress else True))]
