@@ -160,3 +160,42 @@ def test_refuses_unlabelled_frames(quartz_frames):
         ForceFieldModel(**SMALL).fit([frame])
     with pytest.raises(ValueError, match="all 0"):
         ForceFieldModel(energy_weight=0, force_weight=0).fit(quartz_frames[:1])
+
+
+def test_cli_train_and_evaluate_ff(tmp_path, capsys):
+    import json
+
+    from bornml.cli import main
+    from bornml.demo import shipped_data_path
+
+    data, out = str(shipped_data_path()), str(tmp_path / "ff.npz")
+    flags = ["--cutoff", "3.5", "--max-radial", "3", "--max-angular", "2", "--n-sparse", "20",
+             "--index", "0:12"]
+    assert main(["train", data, "--model", "ff", "-o", out, "--no-progress", "--json",
+                 "--energy-weight", "2", *flags]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["test"]["rmse"] < 0.5 * summary["test"]["std"]  # forces, eV/Å
+    assert "energy_rmse_per_atom" in summary["test"]
+    model = bornml.load_model(out)
+    assert model.model_type == "ff" and model.energy_weight == 2.0 and model.tikhonov == 1e-6
+    assert main(["evaluate", out, data, "--json", "--no-progress", "--index", "20:"]) == 0
+    errors = json.loads(capsys.readouterr().out)
+    assert errors["n_frames"] == 10 and errors["rmse"] < errors["std"]
+
+
+@pytest.mark.parametrize("model, flag, reason", [
+    ("ff", ["--charge-regularisation", "1"], "Born-charge model setting"),
+    ("ff", ["--sum-rule-weight", "1"], "Born-charge model setting"),
+    ("ff", ["--cv-folds", "3"], "takes ω as given"),
+    ("q", ["--energy-weight", "1"], "force field's labels"),
+    ("q+p", ["--force-weight", "1"], "force field's labels"),
+])
+def test_cli_refuses_inapplicable_flags(tmp_path, capsys, model, flag, reason):
+    from bornml.cli import main
+    from bornml.demo import shipped_data_path
+
+    with pytest.raises(SystemExit) as info:
+        main(["train", str(shipped_data_path()), "--model", model, "-o",
+              str(tmp_path / "m.npz"), *flag])
+    assert info.value.code == 2
+    assert reason in capsys.readouterr().err

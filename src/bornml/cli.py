@@ -10,12 +10,13 @@ from typing import NamedTuple
 
 from . import keys
 
-MODEL_TYPES = ("q", "p", "q+p", "mace-q", "mace-p", "mace-q+p")
+MODEL_TYPES = ("q", "p", "q+p", "mace-q", "mace-p", "mace-q+p", "ff")
 MODEL_HELP = ("model type: q = monopole kernel model (environment-dependent charges); "
               "p = dipole kernel model (fixed species charges + λ=1 atomic dipoles); "
               "q+p = combined kernel model (charges and dipoles fitted jointly); "
               "mace-q / mace-p / mace-q+p = the same heads on a MACE network (needs torch "
-              "and mace-torch: pip install 'bornml[mace]')")
+              "and mace-torch: pip install 'bornml[mace]'); ff = kernel force field fitted "
+              "to the frames' energies and forces (no Born charges needed)")
 
 
 class _DataPaths(argparse.Action):
@@ -58,6 +59,8 @@ def _add_predict_options(p):
 
 KERNEL = ("q", "p", "q+p")
 MACE = ("mace-q", "mace-p", "mace-q+p")
+KERNEL_FF = (*KERNEL, "ff")  #: settings shared by the kernel BEC models and the force field
+FF_WHY = "it weights the force field's labels (energies, forces, stresses)"
 
 
 def _species_channels(text):
@@ -99,32 +102,33 @@ class Flag(NamedTuple):
 # (the MACE settings live in bornml.models.mace_options.MACE_OPTIONS).
 # ============================================================================================
 TRAIN_OPTIONS = {
-    "cutoff": Flag("--cutoff", KERNEL, 5.0, "environment radius in Å (5.0)", {"type": float}),
-    "max_radial": Flag("--max-radial", KERNEL, 7, "radial basis size − 1 (7)", {"type": int}),
-    "max_angular": Flag("--max-angular", KERNEL, 6, "largest l of the expansion (6)",
+    "cutoff": Flag("--cutoff", KERNEL_FF, 5.0, "environment radius in Å (5.0)", {"type": float}),
+    "max_radial": Flag("--max-radial", KERNEL_FF, 7, "radial basis size − 1 (7)", {"type": int}),
+    "max_angular": Flag("--max-angular", KERNEL_FF, 6, "largest l of the expansion (6)",
                         {"type": int}),
-    "atomic_width": Flag("--atomic-width", KERNEL, 0.3,
+    "atomic_width": Flag("--atomic-width", KERNEL_FF, 0.3,
                          "Gaussian width of the atomic density in Å (0.3)", {"type": float}),
-    "cutoff_width": Flag("--cutoff-width", KERNEL, 0.5, "width of the smooth cut-off in Å (0.5)",
+    "cutoff_width": Flag("--cutoff-width", KERNEL_FF, 0.5, "width of the smooth cut-off in Å (0.5)",
                          {"type": float}),
-    "zeta": Flag("--zeta", ("q", "q+p"), 2,
-                 "q, q+p: exponent ζ of the charge kernel (2); the dipole kernel is linear",
+    "zeta": Flag("--zeta", ("q", "q+p", "ff"), 2,
+                 "q, q+p, ff: exponent ζ of the charge (energy) kernel (2); the dipole kernel "
+                 "is linear",
                  {"type": int}, why="the dipole kernel is linear and has no ζ"),
-    "n_sparse": Flag("--n-sparse", KERNEL, 500, "reference environments per species (500)",
+    "n_sparse": Flag("--n-sparse", KERNEL_FF, 500, "reference environments per species (500)",
                      {"type": int}),
-    "sparse_method": Flag("--sparse-method", KERNEL, "fps",
+    "sparse_method": Flag("--sparse-method", KERNEL_FF, "fps",
                           "how reference environments are chosen (fps)",
                           {"choices": ("fps", "cur", "random")}),
-    "tikhonov": Flag("--tikhonov", KERNEL, None,
+    "tikhonov": Flag("--tikhonov", KERNEL_FF, None,
                      "regularisation ω relative to tr(ΦᵀΦ)/M: of the charges (q, q+p) or of "
                      "the dipoles (p) (default: chosen by cross-validation on the training "
-                     "frames)", {"type": float}),
+                     "frames); of the energy weights (ff, default 1e-6)", {"type": float}),
     "dipole_tikhonov": Flag("--dipole-tikhonov", ("q+p",), None,
                             "q+p: regularisation ω_p of the dipoles (default: cross-validation)",
                             {"type": float},
                             why="q has no dipoles, and the dipole ω of p is --tikhonov"),
-    "regulariser": Flag("--regulariser", ("q", "q+p"), "kernel",
-                        "q, q+p: ω·wᵀK_MM·w ('kernel', default) or ω·|w|² ('identity')",
+    "regulariser": Flag("--regulariser", ("q", "q+p", "ff"), "kernel",
+                        "q, q+p, ff: ω·wᵀK_MM·w ('kernel', default) or ω·|w|² ('identity')",
                         {"choices": ("kernel", "identity")},
                         why="it is the prior of the charge weights and p learns no charges"),
     "charge_regularisation": Flag(
@@ -142,21 +146,32 @@ TRAIN_OPTIONS = {
                     "p: fixed charges in e, e.g. 'Zr=4,O=-2' (default: the training mean of "
                     "tr(Z)/3 per species)", {"metavar": "EL=Q,..."},
                     why="q and q+p learn their charges"),
-    "species_channels": Flag("--species-channels", KERNEL, "auto",
+    "species_channels": Flag("--species-channels", KERNEL_FF, "auto",
                              "density channels: 'none' = one per element, N = N mixed "
                              "pseudo-species, 'auto' = one per element up to 4 species, 4 "
                              "above (auto)", {"type": _species_channels}),
-    "max_memory": Flag("--max-memory", KERNEL, None,
+    "max_memory": Flag("--max-memory", KERNEL_FF, None,
                        "largest memory one step may allocate, e.g. '8GB' (default 80 %% of the "
                        "available memory); a step that needs more stops before starting",
                        {"metavar": "SIZE"}),
     "cv_folds": Flag("--cv-folds", KERNEL, 5,
-                     "folds of the cross-validation that chooses ω and λ_q (5)", {"type": int}),
+                     "folds of the cross-validation that chooses ω and λ_q (5)", {"type": int},
+                     why="the force field takes ω as given (--tikhonov)"),
+    "energy_weight": Flag("--energy-weight", ("ff",), 1.0,
+                          "ff: weight of the per-atom energy error (1.0; 0 = forces only)",
+                          {"type": float}, why=FF_WHY),
+    "force_weight": Flag("--force-weight", ("ff",), 1.0,
+                         "ff: weight of the force-component error, eV/Å (1.0)", {"type": float},
+                         why=FF_WHY),
+    "stress_weight": Flag("--stress-weight", ("ff",), 0.0,
+                          "ff: weight of the per-atom virial error from info['stress'] "
+                          "(eV/Å³, ASE sign) (0 = stresses not used)", {"type": float},
+                          why=FF_WHY),
 }
 
 
 def _add_model_options(p):
-    g = p.add_argument_group("kernel model hyper-parameters (q, p, q+p)")
+    g = p.add_argument_group("kernel model hyper-parameters (q, p, q+p, ff)")
     for dest, option in TRAIN_OPTIONS.items():
         g.add_argument(option.flag, dest=dest, default=None, help=option.help,
                        **(option.argparse or {}))
@@ -180,6 +195,8 @@ def _check_applicable(args):
             why = "it is a kernel-model setting and the MACE models have their own"
             if dest == "cutoff":
                 why = "it is the kernel models' cutoff (MACE: --r-max)"
+        elif args.model == "ff" and dest != "cv_folds":
+            why = "it is a Born-charge model setting; ff fits energies and forces"
         else:
             why = option.why or "it is not a setting of this model"
         _usage_error(_refusal(option.flag, args.model, option.models, why))
@@ -273,7 +290,12 @@ def _build_model(args):
     settings.update(seed=args.seed, progress=not args.no_progress)
     if "charges" in settings:
         settings["charges"] = _parse_charges(settings["charges"])
-    cls = {"q": MonopoleModel, "p": DipoleModel, "q+p": CombinedModel}[args.model]
+    if args.model == "ff":  # flags left out: the constructor's defaults (ω 1e-6, no CV)
+        from .models.force_field import ForceFieldModel as cls
+
+        settings = {k: v for k, v in settings.items() if v is not None}
+    else:
+        cls = {"q": MonopoleModel, "p": DipoleModel, "q+p": CombinedModel}[args.model]
     try:
         model = cls(**settings)
         model._check_settings()
@@ -320,15 +342,28 @@ def _held_out(n_frames, test_fraction):
     return held_out_indices(n_frames, test_fraction)
 
 
+def _report_ff(errors, label):
+    line = (f"{label}: force RMSE {errors['rmse']:.4f} eV/Å, nRMSE {errors['nrmse']:.3f}")
+    if "energy_rmse_per_atom" in errors:
+        line += f", energy RMSE {1e3 * errors['energy_rmse_per_atom']:.2f} meV/atom"
+    per = ", ".join(f"{s} {v['rmse']:.4f}" for s, v in errors["per_species"].items())
+    return f"{line}  (per species force RMSE: {per}; {errors['n_frames']} frames)"
+
+
 def cmd_train(args):
     import numpy as np
 
-    from .metrics import bec_errors
+    from .metrics import bec_errors, force_field_errors
 
+    ff = args.model == "ff"
+    if ff and args.parity:
+        _usage_error("--parity plots Born charges; --model ff has none")
     _check_train_outputs(args)
     model = _build_model(args)  # bad options (--charges, missing torch) fail before reading data
-    frames = _read_labelled(args, args.data)
-    _warn_layout(frames, args.layout)
+    frames = _read_labelled(args, args.data, require_bec=not ff)
+    errors_of, report = (force_field_errors, _report_ff) if ff else (bec_errors, _report)
+    if not ff:
+        _warn_layout(frames, args.layout)
     test = _held_out(len(frames), args.test_fraction)
     train_idx = np.setdiff1d(np.arange(len(frames)), test)
     train = [frames[i] for i in train_idx]
@@ -348,12 +383,12 @@ def cmd_train(args):
             print(f"regularisation by {model.cv_folds}-fold "
                   f"cross-validation on the training frames: {chosen} (CV RMSE {best:.4f} e, "
                   f"{len(model.cv_curve_)} settings tried)", file=sys.stderr)
-    summary["train"] = bec_errors(train, model.predict(train))
-    print(_report(summary["train"], "train"), file=sys.stderr)
+    summary["train"] = errors_of(train, model.predict(train))
+    print(report(summary["train"], "train"), file=sys.stderr)
     if held:
         predictions = model.predict(held)
-        summary["test"] = bec_errors(held, predictions)
-        print(_report(summary["test"], "test "), file=sys.stderr)
+        summary["test"] = errors_of(held, predictions)
+        print(report(summary["test"], "test "), file=sys.stderr)
         if args.parity:
             from .plots import parity_plot
 
@@ -385,6 +420,8 @@ def cmd_evaluate(args):
         check_output(args.parity, "--parity", IMAGE_SUFFIXES, "plot")
     model = load_model(args.model)
     model.progress = not args.no_progress
+    if getattr(model, "model_type", None) == "ff":
+        return _evaluate_force_field(args, model)
     frames = _read_labelled(args, args.data)
     predictions = model.predict(frames)
     errors = bec_errors(frames, predictions)
@@ -403,6 +440,18 @@ def cmd_evaluate(args):
             print(f"sum-rule correction (removed by the projection): RMS "
                   f"{errors['sum_rule_correction_rms']:.4f} e, largest per atom "
                   f"{errors['max_asr_residual_per_atom']:.4f} e")
+    return 0
+
+
+def _evaluate_force_field(args, model):
+    """evaluate for --model ff files: force (and energy) errors of the frames."""
+    from .metrics import force_field_errors
+
+    if args.parity:
+        _usage_error("--parity plots Born charges; a force-field model has none")
+    frames = _read_labelled(args, args.data, require_bec=False)
+    errors = force_field_errors(frames, model.predict(frames))
+    print(json.dumps(errors) if args.json else _report_ff(errors, "all"))
     return 0
 
 

@@ -73,3 +73,33 @@ def held_out_indices(n_frames, test_fraction):
         raise ValueError(f"test fraction {test_fraction} leaves no training frames "
                          f"out of {n_frames}")
     return np.unique(np.round(np.linspace(0, n_frames - 1, n_test + 2)[1:-1]).astype(int))
+
+
+def force_field_errors(frames, predictions):
+    """Errors of a force field: ``rmse`` / ``nrmse`` / ``std`` of the force components (eV/Å;
+    nRMSE = RMSE / std of the reference components), ``mae`` (eV/Å), ``per_species`` force
+    RMSE, and, when every frame has an energy, ``energy_rmse_per_atom`` (eV/atom, error of
+    E/N) and ``energy_std_per_atom``. ``frames`` carry ``arrays["forces"]`` (and energies);
+    ``predictions`` are dicts with ``"forces"`` (N, 3) and ``"energy"`` (eV)."""
+    from ase.data import chemical_symbols
+
+    from .errors import BornDataError
+
+    for index, frame in enumerate(frames):
+        if keys.forces_of(frame) is None:
+            raise BornDataError("no forces to compare with", path=frame.info.get(keys.SOURCE),
+                                frame=index, key=keys.FORCES)
+    ref = np.concatenate([keys.forces_of(f) for f in frames])
+    pred = np.concatenate([p[keys.FORCES] for p in predictions])
+    numbers = np.concatenate([f.numbers for f in frames])
+    out = _rmse_block(pred, ref)
+    out["per_species"] = {chemical_symbols[z]: _rmse_block(pred[numbers == z], ref[numbers == z])
+                          for z in sorted(set(numbers.tolist()))}
+    out["n_frames"] = len(frames)
+    energies = [keys.energy_of(f) for f in frames]
+    if all(e is not None for e in energies):
+        per_atom = np.array([e / len(f) for e, f in zip(energies, frames)])
+        err = np.array([p[keys.ENERGY] / len(f) for p, f in zip(predictions, frames)]) - per_atom
+        out["energy_rmse_per_atom"] = float(np.sqrt(np.mean(err ** 2)))
+        out["energy_std_per_atom"] = float(np.std(per_atom))
+    return out
