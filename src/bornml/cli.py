@@ -158,14 +158,14 @@ TRAIN_OPTIONS = {
                      "folds of the cross-validation that chooses ω and λ_q (5)", {"type": int},
                      why="the force field takes ω as given (--tikhonov)"),
     "energy_weight": Flag("--energy-weight", ("ff",), 1.0,
-                          "ff: weight of the per-atom energy error (1.0; 0 = forces only)",
+                          "ff: weight of the per-atom energy error, 0 = forces only (1.0)",
                           {"type": float}, why=FF_WHY),
     "force_weight": Flag("--force-weight", ("ff",), 1.0,
                          "ff: weight of the force-component error, eV/Å (1.0)", {"type": float},
                          why=FF_WHY),
     "stress_weight": Flag("--stress-weight", ("ff",), 0.0,
-                          "ff: weight of the per-atom virial error from info['stress'] "
-                          "(eV/Å³, ASE sign) (0 = stresses not used)", {"type": float},
+                          "ff: weight of the per-atom virial error from info['stress'] in "
+                          "eV/Å³, ASE sign; 0 = stresses not used (0.0)", {"type": float},
                           why=FF_WHY),
 }
 
