@@ -64,6 +64,16 @@ DIPOLES_PREDICTED = "dipoles_predicted"  #: per-atom predicted dipoles p_i, (n_a
 #: predict-dict key → the column ``bornml predict`` / ``partition`` write it under
 PREDICTED = {BEC: BEC_PREDICTED, CHARGES: CHARGES_PREDICTED, DIPOLES: DIPOLES_PREDICTED}
 
+# -- predictive uncertainty of the kernel models (:mod:`bornml.models.posterior`) -----------
+BEC_STD = "bec_std"  #: predict dict / extxyz bec_std:R:9: posterior std of each Z[j,a,b], (N, 3, 3) e
+CHARGES_STD = "charges_std"  #: predict dict / per-atom column: posterior std of q'_i, (N,) e
+#: predict dict / frame info: RMS over the frame's 9N components of ``bec_std``, e
+UNCERTAINTY_SCORE = "uncertainty_score"
+EXTRAPOLATING = "extrapolating"  #: frame info: score above the model's training threshold, bool
+POOL_INDEX = "pool_index"  #: frame info (``bornml select``): index of the frame in the pool
+#: predict-dict std key → the column ``bornml predict --uncertainty`` writes it under
+STD_COLUMNS = {BEC_STD: BEC_STD, CHARGES_STD: CHARGES_STD}
+
 # -- extxyz: structure columns, never written as extra per-atom columns --------------------
 EXTXYZ_SPECIES = "species"  #: extxyz column of element symbols, (n_atoms,)
 EXTXYZ_POSITIONS = "pos"  #: extxyz column of positions, (n_atoms, 3), Å

@@ -176,28 +176,17 @@ class KernelEquations:
         rows = [r for k, p in enumerate(self.parts) if k != exclude for r in p.sum_rule]
         return np.concatenate(rows) if rows else np.zeros((0, self.n))
 
-    def solve(self, terms, regularisers, omegas, charge_regularisation=0.0,
-              fixed_charges=None, exclude=None, sum_rule_weight=0.0):
-        """Weights (in ``terms`` order, concatenated) for the learnt ``terms`` (names).
-
-        ``regularisers``/``omegas``: name → R_t matrix (None = identity) / ω_t;
-        ``fixed_charges``: {Z: q⁰} or None; ``exclude``: a fold left out (cross-validation);
-        ``sum_rule_weight``: μ (dimensionless, see the module docstring).
-        Memory: one n×n matrix beyond the stored folds (factorised in place)."""
+    def _lhs_builder(self, terms, regularisers, omegas, charge_regularisation, exclude,
+                     sum_rule_weight):
+        """(build, slices): ``build(jitter)`` returns a fresh regularised normal matrix
+        A_reg (n_T, n_T) of the learnt ``terms``; ``slices``: [(term, its columns)]."""
         eq = self.training_part(exclude)
         idx = self.columns(terms)
-        b = eq.b[idx].copy()
-        if fixed_charges is not None:
-            q0 = np.array([fixed_charges[s] for s in self.species])
-            b -= q0 @ eq.offsets[:, idx]
         slices, start = [], 0
         for t in terms:
             n_t = self.blocks[t].stop - self.blocks[t].start
             slices.append((t, slice(start, start + n_t)))
             start += n_t
-        if charge_regularisation and "charges" in terms:
-            sl = dict(slices)["charges"]
-            b[sl] += charge_regularisation * eq.charge_b
 
         sum_rule, live = None, None
         if sum_rule_weight:
@@ -224,6 +213,35 @@ class KernelEquations:
                 lhs[np.diag_indices(len(idx))] += jitter * np.trace(lhs) / len(idx)
             return lhs
 
+        return build, slices
+
+    def regularised_matrix(self, terms, regularisers, omegas, charge_regularisation=0.0,
+                           exclude=None, sum_rule_weight=0.0):
+        """A_reg (n_T, n_T): the matrix :meth:`solve` factorises for the same arguments (the
+        posterior precision of the weights is A_reg/σ², :mod:`bornml.models.posterior`)."""
+        build, _ = self._lhs_builder(terms, regularisers, omegas, charge_regularisation,
+                                     exclude, sum_rule_weight)
+        return build(0.0)
+
+    def solve(self, terms, regularisers, omegas, charge_regularisation=0.0,
+              fixed_charges=None, exclude=None, sum_rule_weight=0.0):
+        """Weights (in ``terms`` order, concatenated) for the learnt ``terms`` (names).
+
+        ``regularisers``/``omegas``: name → R_t matrix (None = identity) / ω_t;
+        ``fixed_charges``: {Z: q⁰} or None; ``exclude``: a fold left out (cross-validation);
+        ``sum_rule_weight``: μ (dimensionless, see the module docstring).
+        Memory: one n×n matrix beyond the stored folds (factorised in place)."""
+        eq = self.training_part(exclude)
+        idx = self.columns(terms)
+        b = eq.b[idx].copy()
+        if fixed_charges is not None:
+            q0 = np.array([fixed_charges[s] for s in self.species])
+            b -= q0 @ eq.offsets[:, idx]
+        build, slices = self._lhs_builder(terms, regularisers, omegas, charge_regularisation,
+                                          exclude, sum_rule_weight)
+        if charge_regularisation and "charges" in terms:
+            sl = dict(slices)["charges"]
+            b[sl] += charge_regularisation * eq.charge_b
         return solve_in_place(build, b)
 
     def validation_error(self, terms, weights, fold, fixed_charges=None):

@@ -400,8 +400,8 @@ class KernelBECModel(ParamsMixin):
             arrays.update(term.arrays())
             extra.update(term.extra())
         if getattr(self, "posterior_", None) is not None:
-            arrays.update(self.posterior_.arrays())
-            extra.update(self.posterior_.extra())
+            arrays.update(self.posterior_.arrays(self))
+            extra.update(self.posterior_.extra(self))
         write_archive(path, self, arrays, extra)
 
     @classmethod
@@ -414,13 +414,13 @@ class KernelBECModel(ParamsMixin):
             term.load(model.reference_set_, arrays, meta["extra"], path)
         from .posterior import Posterior
 
-        model.posterior_ = Posterior.from_arrays(arrays, meta["extra"])
+        model.posterior_ = Posterior.from_arrays(arrays, meta["extra"], model)
         return model
 
 
-def _accumulate_chunk(model, blocks, n_folds, frames, start):
+def _accumulate_chunk(model, blocks, n_folds, frames, start, bar=None):
     """Partial equations of one chunk of training frames (runs on a worker)."""
-    return model._add_frames(blocks, n_folds, frames, start)
+    return model._add_frames(blocks, n_folds, frames, start, bar)
 
 
 def _merge(first, second):

@@ -1,0 +1,140 @@
+"""Predictive uncertainty of the kernel models, extrapolation scores and batch selection
+(:mod:`bornml.models.posterior`, :mod:`bornml.models.selection`)."""
+
+import numpy as np
+import pytest
+
+import bornml
+from bornml import keys
+from bornml.models.equations import asr_corrected
+from bornml.models.posterior import sampled_uncertainty, weight_design
+from bornml.models.selection import select_frames
+
+SMALL = dict(n_sparse=30, max_radial=4, max_angular=3)
+
+
+def _q(**kw):
+    settings = dict(SMALL, zeta=2, tikhonov=1e-3, charge_regularisation=0.0)
+    settings.update(kw)
+    return bornml.MonopoleModel(**settings)
+
+
+@pytest.fixture(scope="module")
+def fitted(quartz_frames):
+    return _q().fit(quartz_frames[:4])
+
+
+def _design(model, frame):
+    return weight_design(model, model.reference_set_.expand(frame), frame)[0]
+
+
+def test_posterior_matches_brute_force_bayesian_regression(quartz_frames):
+    """Independent Bayesian linear regression on the full design matrix: prior
+    w ~ N(0, σ²/(ω s) I), noise σ² from the residuals with γ effective parameters."""
+    train = quartz_frames[:3]
+    model = _q(n_sparse=8, regulariser="identity", tikhonov=1e-2).fit(train)
+    phi = np.concatenate([_design(model, f) for f in train])
+    z = np.concatenate([asr_corrected(keys.bec_of(f)).reshape(-1) for f in train])
+    ata = phi.T @ phi
+    precision = ata + 1e-2 * np.trace(ata) / len(ata) * np.eye(len(ata))
+    cov = np.linalg.inv(precision)
+    mean = cov @ phi.T @ z
+    weights = np.concatenate([model.weights_[z] for z in model.species_])
+    np.testing.assert_allclose(weights, mean, rtol=1e-6, atol=1e-9)
+    gamma = np.trace(cov @ ata)
+    sigma2 = np.sum((phi @ mean - z) ** 2) / (len(z) - gamma)
+    assert model.posterior_.noise_variance == pytest.approx(sigma2, rel=1e-6)
+    test = quartz_frames[20]
+    phi_t = _design(model, test)
+    expected = np.sqrt(sigma2 * np.einsum("ij,jk,ik->i", phi_t, cov, phi_t))
+    got = model.predict(test, return_std=True)
+    np.testing.assert_allclose(got[keys.BEC_STD].reshape(-1), expected, rtol=1e-6)
+    # the mean prediction is Φ w (the design is the prediction's linearisation)
+    np.testing.assert_allclose(got[keys.BEC].reshape(-1), phi_t @ mean, atol=1e-8)
+
+
+def test_sampled_route_agrees_with_exact(fitted, quartz_frames):
+    exact = fitted.predict(quartz_frames[25], return_std=True)
+    sampled = sampled_uncertainty(fitted, quartz_frames[25], n_samples=400)
+    ratio = sampled[keys.BEC_STD] / exact[keys.BEC_STD]
+    assert abs(np.median(ratio) - 1) < 0.05
+    assert sampled[keys.UNCERTAINTY_SCORE] == pytest.approx(exact[keys.UNCERTAINTY_SCORE],
+                                                            rel=0.08)
+
+
+def test_std_vanishes_on_training_frames_without_noise(quartz_frames):
+    """Labels the model can represent exactly (another fit's predictions on the same frames,
+    so the same references) with ω → 0: σ and the std on the training frames → 0."""
+    train = [f.copy() for f in quartz_frames[:3]]
+    noisy = _q(tikhonov=1e-3).fit(train)
+    noisy_std = max(np.max(p[keys.BEC_STD]) for p in noisy.predict(train, return_std=True))
+    for frame, pred in zip(train, noisy.predict(train)):
+        keys.set_bec(frame, pred[keys.BEC])
+    exact = _q(tikhonov=1e-12).fit(train)
+    assert exact.posterior_.noise_std < 1e-5 * noisy.posterior_.noise_std
+    exact_std = max(np.max(p[keys.BEC_STD]) for p in exact.predict(train, return_std=True))
+    assert exact_std < 1e-5 * noisy_std
+
+
+def test_far_frame_scores_above_training(fitted, quartz_frames):
+    far = quartz_frames[5].copy()
+    far.set_cell(far.cell * 0.85, scale_atoms=True)
+    far.rattle(0.15, seed=1)
+    train_scores = [p[keys.UNCERTAINTY_SCORE] for p in
+                    fitted.predict(quartz_frames[:4], return_std=True)]
+    score = fitted.predict(far, return_std=True)[keys.UNCERTAINTY_SCORE]
+    assert score > 2 * max(train_scores)
+    assert score > fitted.posterior_.threshold
+    assert fitted.posterior_.threshold > max(train_scores)  # left-out scores exceed in-sample
+
+
+def test_batch_selection_picks_a_duplicate_once(fitted, quartz_frames):
+    """The most uncertain frame three times in the pool: a batch of two takes it once (the
+    posterior is conditioned on the first pick before the second)."""
+    pool = []
+    for k, (scale, rattle) in enumerate([(1.0, 0), (0.97, 0), (1.03, 0), (1.0, 0.08)]):
+        frame = quartz_frames[8 + 4 * k].copy()
+        frame.set_cell(frame.cell * scale, scale_atoms=True)
+        if rattle:
+            frame.rattle(rattle, seed=k)
+        pool.append(frame)
+    top = int(np.argmax(select_frames(fitted, pool, 1)[2]))
+    pool += [pool[top].copy(), pool[top].copy()]
+    picked, scores, initial = select_frames(fitted, pool, 2)
+    copies = {top, len(pool) - 2, len(pool) - 1}
+    assert picked[0] in copies
+    assert picked[1] not in copies
+    assert scores[0] == pytest.approx(initial.max(), rel=1e-9)
+    assert scores[1] < scores[0]
+
+
+def test_posterior_save_load_round_trip(fitted, quartz_frames, tmp_path):
+    path = tmp_path / "q.npz"
+    fitted.save(path)
+    loaded = bornml.load_model(path)
+    a = fitted.predict(quartz_frames[10], return_std=True)
+    b = loaded.predict(quartz_frames[10], return_std=True)
+    for key in (keys.BEC_STD, keys.CHARGES_STD, keys.BEC):
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-12, atol=1e-14)
+    assert loaded.posterior_.threshold == fitted.posterior_.threshold
+    assert loaded.posterior_.noise_variance == fitted.posterior_.noise_variance
+
+
+@pytest.mark.parametrize("kind", ["p", "q+p"])
+def test_dipole_models_have_uncertainties(kind, quartz_frames, tmp_path):
+    if kind == "p":
+        model = bornml.DipoleModel(**SMALL, tikhonov=1e-3)
+    else:
+        model = bornml.CombinedModel(**SMALL, tikhonov=1e-3, dipole_tikhonov=1e-3,
+                                     charge_regularisation=0.1)
+    model.fit(quartz_frames[:3])
+    pred = model.predict(quartz_frames[20], return_std=True)
+    assert pred[keys.BEC_STD].shape == (72, 3, 3) and np.all(pred[keys.BEC_STD] > 0)
+    assert (np.all(pred[keys.CHARGES_STD] == 0) if kind == "p"
+            else np.all(pred[keys.CHARGES_STD] > 0))
+    sampled = sampled_uncertainty(model, quartz_frames[20], n_samples=300)
+    assert abs(np.median(sampled[keys.BEC_STD] / pred[keys.BEC_STD]) - 1) < 0.06
+    model.save(tmp_path / "m.npz")
+    loaded = bornml.load_model(tmp_path / "m.npz")
+    again = loaded.predict(quartz_frames[20], return_std=True)
+    np.testing.assert_allclose(again[keys.BEC_STD], pred[keys.BEC_STD], rtol=1e-10)
