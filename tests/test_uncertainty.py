@@ -138,3 +138,29 @@ def test_dipole_models_have_uncertainties(kind, quartz_frames, tmp_path):
     loaded = bornml.load_model(tmp_path / "m.npz")
     again = loaded.predict(quartz_frames[20], return_std=True)
     np.testing.assert_allclose(again[keys.BEC_STD], pred[keys.BEC_STD], rtol=1e-10)
+
+
+def test_cli_predict_uncertainty_and_select(fitted, quartz_frames, tmp_path, capsys):
+    from bornml.cli import main
+
+    model = tmp_path / "q.npz"
+    fitted.save(model)
+    far = quartz_frames[5].copy()
+    far.set_cell(far.cell * 0.85, scale_atoms=True)
+    pool = tmp_path / "pool.extxyz"
+    bornml.write_frames(pool, quartz_frames[10:14] + [far, far.copy()])
+    out = tmp_path / "pred.extxyz"
+    assert main(["predict", str(model), str(pool), "-o", str(out), "--uncertainty",
+                 "--no-progress"]) == 0
+    assert "lie outside the training data" in capsys.readouterr().err  # the far frames
+    frames = bornml.read_frames(out, require_bec=False)
+    assert frames[4].arrays[keys.BEC_STD].shape == (72, 9)
+    assert frames[4].info[keys.EXTRAPOLATING] and frames[4].info[keys.UNCERTAINTY_SCORE] > 0
+    picked = tmp_path / "pick.extxyz"
+    assert main(["select", str(pool), "--model", str(model), "--n", "2", "-o", str(picked),
+                 "--no-progress"]) == 0
+    chosen = [f.info[keys.POOL_INDEX] for f in bornml.read_frames(picked, require_bec=False)]
+    assert chosen[0] in (4, 5) and chosen[1] not in (4, 5)  # the far frame once
+    assert keys.BEC not in bornml.read_frames(picked, require_bec=False)[0].arrays
+    indices = np.loadtxt(tmp_path / "pick_indices.txt")
+    assert indices[:, 0].astype(int).tolist() == chosen

@@ -466,21 +466,45 @@ def _predict_and_write(args, names):
 
     _refuse_overwriting_input(args.output, args.frames, args.model)
     check_output(args.output, "--output", EXTXYZ_SUFFIXES, "extended-XYZ file")
+    from .extrapolation import has_posterior, summary, why_no_posterior
+
     model = load_model(args.model)
     model.progress = not args.no_progress
+    write_std = getattr(args, "uncertainty", False)  # predict --uncertainty
+    if write_std and not has_posterior(model):
+        _command_error(args.command, f"--uncertainty: {why_no_posterior(model)}")
+    score = write_std or (not getattr(args, "no_score", True) and has_posterior(model))
     frames = _read_labelled(args, args.frames, require_bec=False)
-    predictions = model.predict(frames)
+    predictions = model.predict(frames, return_std=True) if score else model.predict(frames)
+    if write_std:
+        names = tuple(names) + tuple(keys.STD_COLUMNS)
+    threshold = model.posterior_.threshold if score else None
     out, written = [], []
     for frame, pred in zip(frames, predictions):
         frame = frame.copy()
         for name in names:
             if name in pred:
-                frame.arrays[keys.PREDICTED[name]] = pred[name]
-                if keys.PREDICTED[name] not in written:
-                    written.append(keys.PREDICTED[name])
+                column = keys.PREDICTED.get(name) or keys.STD_COLUMNS[name]
+                frame.arrays[column] = pred[name]
+                if column not in written:
+                    written.append(column)
+        if write_std:
+            frame.info[keys.UNCERTAINTY_SCORE] = pred[keys.UNCERTAINTY_SCORE]
+            if threshold is not None:
+                frame.info[keys.EXTRAPOLATING] = bool(pred[keys.UNCERTAINTY_SCORE] > threshold)
         out.append(frame)
     write_frames(args.output, out)
+    if score:
+        warning = summary([p[keys.UNCERTAINTY_SCORE] for p in predictions], threshold)
+        if warning:
+            print(warning, file=sys.stderr)
     return frames, predictions, written
+
+
+def _command_error(command, message):
+    """Exit with code 2 after ``bornml COMMAND: error: message``."""
+    print(f"bornml {command}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def cmd_predict(args):
@@ -541,6 +565,57 @@ def cmd_ir(args):
     return run(args)
 
 
+def cmd_select(args):
+    """Greedy batch of the pool frames whose labels most reduce the model's uncertainty
+    (:mod:`bornml.models.selection`), written without labels plus their pool indices."""
+    import numpy as np
+
+    from .extrapolation import has_posterior, why_no_posterior
+    from .fileutils import atomic_path
+    from .io import write_frames
+    from .models.selection import select_frames
+    from .models.serialization import load_model
+    from .output_paths import EXTXYZ_SUFFIXES, check_output
+
+    if args.n < 1:
+        _command_error("select", f"--n must be ≥ 1, got {args.n}")
+    indices_path = args.indices or str(Path(args.output).with_suffix("")) + "_indices.txt"
+    for path in (args.output, indices_path):
+        _refuse_overwriting_input(path, args.pool, args.model)
+    check_output(args.output, "--output", EXTXYZ_SUFFIXES, "extended-XYZ file")
+    check_output(indices_path, "--indices", (".txt",), "text file")
+    model = load_model(args.model)
+    if not has_posterior(model):
+        _command_error("select", why_no_posterior(model))
+    pool = _read_labelled(args, args.pool, require_bec=False)
+    if args.n > len(pool):
+        _command_error("select", f"--n {args.n} is more than the {len(pool)} pool frames")
+    picked, scores, initial = select_frames(model, pool, args.n,
+                                            progress=not args.no_progress)
+    out = []
+    for k, score in zip(picked, scores):
+        frame = pool[int(k)].copy()  # structure only: no labels, predictions or calculator
+        for name in list(frame.arrays):
+            if name not in keys.STRUCTURE_COLUMNS:
+                del frame.arrays[name]
+        frame.info = {keys.POOL_INDEX: int(k), keys.UNCERTAINTY_SCORE: float(score)}
+        out.append(frame)
+    write_frames(args.output, out)
+    with atomic_path(indices_path) as tmp:
+        np.savetxt(tmp, np.column_stack([picked, scores, initial[picked]]),
+                   fmt=["%d", "%.6g", "%.6g"],
+                   header="pool_index score_when_picked_e score_before_any_pick_e")
+    threshold = model.posterior_.threshold
+    flagged = "" if threshold is None else (
+        f"; {int(np.sum(initial > threshold))} pool frames above the model's extrapolation "
+        f"threshold {threshold:.4g} e")
+    print(f"{len(out)} of {len(pool)} pool frames written without labels to {args.output}, "
+          f"their pool indices to {indices_path} (uncertainty score when picked "
+          f"{scores[0]:.4g} … {scores[-1]:.4g} e{flagged})", file=sys.stderr)
+    print(json.dumps({"indices": picked.tolist(), "scores": scores.round(6).tolist()}))
+    return 0
+
+
 def cmd_demo(args):
     from .demo import run_demo
 
@@ -593,8 +668,18 @@ def build_parser():
                                    "'charges_predicted' (e), 'dipoles_predicted' (e·Å, models "
                                    "with dipoles) and 'bec_predicted:R:9' (Z[j,a,b] = "
                                    "dP_a/dr_jb, row-major) to an extxyz file; everything the "
-                                   "input had (DFT labels under 'bec') is kept.")
+                                   "input had (DFT labels under 'bec') is kept. Kernel "
+                                   "models also score every frame and warn about frames "
+                                   "outside their training data.")
     _add_predict_options(p)
+    scoring = p.add_mutually_exclusive_group()
+    scoring.add_argument("--uncertainty", action="store_true",
+                         help="also write the posterior std of every Born-charge component "
+                              "'bec_std:R:9' and charge 'charges_std' (e), and per frame "
+                              "'uncertainty_score' (e) and 'extrapolating' (kernel models)")
+    scoring.add_argument("--no-score", action="store_true", dest="no_score",
+                         help="skip the extrapolation check (scoring costs about 3-5 plain "
+                              "predictions)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("partition", help="per-atom charges (and dipoles) of a model",
@@ -626,6 +711,28 @@ def build_parser():
     p = sub.add_parser("ir", help="IR spectrum from MD trajectories", description=DESCRIPTION)
     add_arguments(p)
     p.set_defaults(func=cmd_ir)
+
+    p = sub.add_parser("select", help="choose the frames of a pool to label next (DFT)",
+                       description="Active learning: pick --n frames of POOL (an MD "
+                                   "trajectory, any file ASE reads) that most reduce the "
+                                   "model's predicted uncertainty, one at a time with the "
+                                   "posterior conditioned on each pick (so the batch is "
+                                   "diverse, a duplicate is not picked twice). Writes them "
+                                   "without labels, ready for DFT, with their pool index "
+                                   "(info 'pool_index') and a text file of the indices. "
+                                   "Kernel models (q, p, q+p) only.")
+    p.add_argument("pool", help="candidate structures (anything ASE reads)")
+    p.add_argument("--model", required=True, help="kernel model file")
+    p.add_argument("--n", type=int, required=True, help="frames to pick")
+    p.add_argument("--output", "-o", required=True, help="output extxyz of the picked frames")
+    p.add_argument("--indices", metavar="TXT",
+                   help="text file of the picked pool indices and scores (default: "
+                        "OUTPUT without suffix + '_indices.txt')")
+    p.add_argument("--index", default=":",
+                   help="pool frames to consider, ASE slice syntax (default ':' = all); "
+                        "indices are counted in the whole file only for ':'")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_select, layout="auto")
 
     p = sub.add_parser("demo", help="train on shipped α-quartz data, evaluate, IR spectrum",
                        description="Runs the main job on data shipped with bornml (30 frames "
