@@ -111,7 +111,7 @@ def cmd_nve(args):
             dyn.run(10)
         e_pot, e_kin = atoms.get_potential_energy(), atoms.get_kinetic_energy()
         log.append((step * args.dt, e_pot + e_kin, e_kin / (1.5 * len(atoms) * ase_units.kB)))
-        if step % 2000 == 0:
+        if step % 400 == 0:
             oh, hh = min_distances(atoms)
             print(f"t {step * args.dt / 1000:.2f} ps  E {e_pot + e_kin:.4f} eV  "
                   f"T {log[-1][2]:.0f} K  min OH {oh:.2f} HH {hh:.2f} Å", file=sys.stderr)
@@ -121,7 +121,9 @@ def cmd_nve(args):
     t, total, temp = (np.array(c) for c in zip(*log))
     slope = np.polyfit(t / 1000, total, 1)[0] if len(t) > 2 else float("nan")  # eV/ps
     oh, hh = min_distances(atoms)
+    every = max(1, round(100 / (10 * args.dt)))  # the trace: every 100 fs
     emit({"bench": "force_field_nve", "model": args.model, "dt_fs": args.dt,
+          "T_trace_K_every_100fs": [round(float(x)) for x in temp[::every]],
           "ps_run": float(t[-1] / 1000), "ps_asked": args.ps, "n_atoms": len(atoms),
           "drift_meV_per_atom_per_ps": 1e3 * slope / len(atoms),
           "total_energy_rms_meV_per_atom": 1e3 * float(np.std(total)) / len(atoms),

@@ -199,3 +199,34 @@ def test_cli_refuses_inapplicable_flags(tmp_path, capsys, model, flag, reason):
               str(tmp_path / "m.npz"), *flag])
     assert info.value.code == 2
     assert reason in capsys.readouterr().err
+
+
+def test_core_wall_is_zero_on_training_data_and_repels_below_it(model, quartz_frames):
+    from ase.data import chemical_symbols
+
+    assert model.core_radii_.shape == (2, 2) and np.all(model.core_radii_ > 0)
+    wall, free = model.predict(quartz_frames[2]), None
+    model.set_params(core_stiffness=0.0)
+    try:
+        free = model.predict(quartz_frames[2])
+        squeezed = quartz_frames[2].copy()
+        si = int(np.flatnonzero(squeezed.numbers == 14)[0])
+        o = int(np.argsort(squeezed.get_distances(si, range(len(squeezed)), mic=True))[1])
+        assert chemical_symbols[squeezed.numbers[o]] == "O"
+        r_min = model.core_radii_[0, 1] / model.core_margin  # O is species 0, Si species 1
+        d = squeezed.get_distance(si, o, mic=True, vector=True)
+        squeezed.positions[o] -= d * (1 - 0.6 * r_min / np.linalg.norm(d))
+        soft = model.predict(squeezed)
+    finally:
+        model.set_params(core_stiffness=100.0)
+    assert wall[keys.ENERGY] == free[keys.ENERGY]  # nothing on the training frames
+    hard = model.predict(squeezed)
+    assert hard[keys.ENERGY] > soft[keys.ENERGY] + 0.5
+    along = d / np.linalg.norm(d)  # from Si to O: the wall pushes O outwards
+    assert (hard[keys.FORCES] - soft[keys.FORCES])[o] @ along > 1.0
+    h = 1e-5
+    plus, minus = squeezed.copy(), squeezed.copy()
+    plus.positions[o] += h * along
+    minus.positions[o] -= h * along
+    fd = -(model.predict(plus)[keys.ENERGY] - model.predict(minus)[keys.ENERGY]) / (2 * h)
+    assert fd == pytest.approx(hard[keys.FORCES][o] @ along, rel=1e-6)

@@ -34,6 +34,16 @@ def pairs_to_atoms(centers, neighbors, n_atoms):
     return scipy.sparse.csr_matrix((data, (rows, cols)), shape=(n_atoms, n))
 
 
+def forces_and_virial(g, pairs, n_atoms):
+    """Forces (N, 3) eV/Å and virial Σ_p g_p ⊗ d_p (3, 3) eV from pair gradients
+    g_p = ∂E/∂d_p (P, 3): F_j = −(Σ_{p: j_p=j} g_p − Σ_{p: i_p=j} g_p)."""
+    grad = np.zeros((n_atoms, 3))
+    for a in range(3):
+        grad[:, a] = (np.bincount(pairs.neighbors, g[:, a], minlength=n_atoms)
+                      - np.bincount(pairs.centers, g[:, a], minlength=n_atoms))
+    return -grad, g.T @ pairs.vectors
+
+
 class EnergyTerm:
     """Site energies e_i from a scalar kernel over the shared references (module docstring)."""
 
@@ -109,13 +119,7 @@ class EnergyTerm:
             self._contracted = contract(self.refs, self.weights, self.zeta)
         e, g = site_values_and_pair_gradients(self.refs, ctx, frame, self.weights, self.zeta,
                                               self._contracted)
-        pairs = ctx.fe.pairs
-        n = len(frame)
-        grad = np.zeros((n, 3))
-        for a in range(3):  # ∂E/∂r_j = Σ_{p: j_p=j} g_p − Σ_{p: i_p=j} g_p
-            grad[:, a] = (np.bincount(pairs.neighbors, g[:, a], minlength=n)
-                          - np.bincount(pairs.centers, g[:, a], minlength=n))
-        return e, -grad, g.T @ pairs.vectors
+        return (e, *forces_and_virial(g, ctx.fe.pairs, len(frame)))
 
     # -- files ------------------------------------------------------------------------------
     def arrays(self):

@@ -18,7 +18,8 @@ from .. import keys
 from ..descriptors.soap import SoapSettings
 from ..errors import BornDataError
 from ..memory import FLOAT, check_memory, parse_bytes
-from .energy_term import REGULARISERS, EnergyTerm
+from .core_repulsion import core_energy_and_pair_gradients, shortest_distances
+from .energy_term import REGULARISERS, EnergyTerm, forces_and_virial
 from .force_equations import ForceFieldEquations
 from .params import ParamsMixin
 from .reference_set import ReferenceSet
@@ -52,6 +53,11 @@ class ForceFieldModel(ParamsMixin):
     stress_weight : float
         Weight of the per-atom virial error V·Δσ/N (eV), from ``info["stress"]`` in ASE's sign
         (σ = (1/V) ∂E/∂ε, eV/Å³); 0 (default) = stresses not used.
+    core_margin : float
+        Repulsive wall below ``core_margin`` × the shortest training distance of each species
+        pair (:mod:`bornml.models.core_repulsion`; zero on the training data); 0 = no wall.
+    core_stiffness : float
+        k of the wall ½k(r0 − r)³ per directed pair, eV/Å³.
     """
 
     model_type = "ff"
@@ -59,8 +65,8 @@ class ForceFieldModel(ParamsMixin):
     def __init__(self, cutoff=5.0, max_radial=7, max_angular=6, atomic_width=0.3,
                  cutoff_width=0.5, zeta=2, n_sparse=500, sparse_method="fps", tikhonov=1e-6,
                  regulariser="kernel", energy_weight=1.0, force_weight=1.0, stress_weight=0.0,
-                 max_pool=20000, seed=0, species_channels="auto", max_memory=None,
-                 progress=False):
+                 core_margin=0.9, core_stiffness=100.0, max_pool=20000, seed=0,
+                 species_channels="auto", max_memory=None, progress=False):
         self._store_params(locals())
 
     @property
@@ -81,7 +87,8 @@ class ForceFieldModel(ParamsMixin):
                              f"{self.cutoff_width}")
         if int(self.n_sparse) != self.n_sparse or self.n_sparse < 1:
             raise ValueError(f"n_sparse must be a positive integer, got {self.n_sparse}")
-        for name in ("tikhonov", "energy_weight", "force_weight", "stress_weight"):
+        for name in ("tikhonov", "energy_weight", "force_weight", "stress_weight",
+                     "core_margin", "core_stiffness"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if not (self.energy_weight or self.force_weight or self.stress_weight):
@@ -123,6 +130,8 @@ class ForceFieldModel(ParamsMixin):
             self.progress)
         self.term_ = EnergyTerm(self.zeta, self.regulariser).prepare(self.reference_set_,
                                                                      self._check_memory)
+        self.core_radii_ = float(self.core_margin) * shortest_distances(
+            frames, species, float(self.cutoff))
         self.energy_offsets_ = self._fit_offsets(frames, species)
         return self
 
@@ -141,6 +150,13 @@ class ForceFieldModel(ParamsMixin):
     def _offset_energy(self, frame):
         return float(sum(self.energy_offsets_[int(z)] for z in frame.numbers))
 
+    def _baseline(self, ctx, frame):
+        """Core repulsion of one frame: (per-atom energies (N,) eV, forces (N, 3) eV/Å,
+        virial (3, 3) eV)."""
+        energy, g = core_energy_and_pair_gradients(self.core_radii_, float(self.core_stiffness),
+                                                   ctx.fe.species_index, ctx.fe.pairs)
+        return (energy, *forces_and_virial(g, ctx.fe.pairs, len(frame)))
+
     def accumulate(self, frames):
         """:class:`~bornml.models.force_equations.ForceFieldEquations` of ``frames``."""
         frames = list(frames)
@@ -155,15 +171,19 @@ class ForceFieldModel(ParamsMixin):
                                            disable=not self.progress)):
             ctx = self.reference_set_.expand(frame, index)
             energy, forces, virial = self.term_.design(ctx, frame)
+            e_core, f_core, w_core = self._baseline(ctx, frame)  # the targets less the wall
+            e_core = float(e_core.sum())
             root = np.sqrt(len(frame))
             e_ref, f_ref = keys.energy_of(frame), keys.forces_of(frame)
             if e_ref is not None:
-                eqs.add("energy", energy / root, (e_ref - self._offset_energy(frame)) / root)
+                eqs.add("energy", energy / root,
+                        (e_ref - self._offset_energy(frame) - e_core) / root)
             if f_ref is not None:
-                eqs.add("forces", forces, f_ref.reshape(-1))
+                eqs.add("forces", forces, (f_ref - f_core).reshape(-1))
             stress = keys.stress_of(frame) if use_stress else None
             if stress is not None and _volume(frame) > 0:
-                eqs.add("stress", virial / root, _volume(frame) * stress.reshape(-1) / root)
+                eqs.add("stress", virial / root,
+                        (_volume(frame) * stress - w_core).reshape(-1) / root)
             eqs.n_frames += 1
         self.reference_set_.release_design_cache()
         return eqs
@@ -189,7 +209,9 @@ class ForceFieldModel(ParamsMixin):
         self._check_fitted()
         ctx = self.reference_set_.expand(frame, index)
         e, forces, virial = self.term_.predict(ctx, frame)
-        e = e + np.array([self.energy_offsets_[int(z)] for z in frame.numbers])
+        e_core, f_core, w_core = self._baseline(ctx, frame)
+        e = e + np.array([self.energy_offsets_[int(z)] for z in frame.numbers]) + e_core
+        forces, virial = forces + f_core, virial + w_core
         out = {keys.ENERGY: float(e.sum()), keys.ATOMIC_ENERGIES: e, keys.FORCES: forces}
         volume = _volume(frame)
         if volume > 0:
@@ -223,6 +245,7 @@ class ForceFieldModel(ParamsMixin):
         self._check_fitted()
         arrays = self.reference_set_.arrays()
         arrays.update(self.term_.arrays())
+        arrays["core_radii"] = self.core_radii_
         extra = {"energy_offsets": {str(z): e for z, e in self.energy_offsets_.items()}}
         write_archive(path, self, arrays, extra)
 
@@ -233,6 +256,7 @@ class ForceFieldModel(ParamsMixin):
         model.reference_set_ = ReferenceSet.from_arrays(model.soap_settings, species, arrays)
         model.term_ = EnergyTerm(model.zeta, model.regulariser).load(model.reference_set_,
                                                                      arrays)
+        model.core_radii_ = np.asarray(arrays["core_radii"], dtype=float)
         model.energy_offsets_ = {int(z): float(e)
                                  for z, e in meta["extra"]["energy_offsets"].items()}
         return model
