@@ -55,6 +55,14 @@ def _add_predict_options(p):
     p.add_argument("--output", "-o", required=True, help="output extxyz")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_data_options(p)
+    _add_parallel_options(p)
+
+
+def _add_parallel_options(p):
+    """--workers N / --scheduler ADDRESS (Dask, optional: bornml.parallel)."""
+    from .parallel import add_arguments
+
+    add_arguments(p)
 
 
 KERNEL = ("q", "p", "q+p")
@@ -350,6 +358,33 @@ def _report_ff(errors, label):
     return f"{line}  (per species force RMSE: {per}; {errors['n_frames']} frames)"
 
 
+def _fit(args, model, frames):
+    """``model.fit(frames)``; the kernel models' features and normal equations on Dask with
+    --workers / --scheduler (the same weights, bornml.parallel)."""
+    from .parallel import is_parallel, runner_from_args, using
+
+    if not is_parallel(args.workers, args.scheduler):
+        return model.fit(frames)
+    if args.model not in KERNEL:
+        _usage_error(f"--workers / --scheduler apply to the kernel models {', '.join(KERNEL)}, "
+                     f"not --model {args.model}")
+    with runner_from_args(args, "train") as runner, using(runner):
+        return model.fit(frames)
+
+
+def _predict(args, model, frames, return_std=False):
+    """``model.predict(frames)`` (one dict per frame), in chunks on Dask workers with
+    --workers / --scheduler; each worker loads the model file once (the same numbers)."""
+    from .parallel import is_parallel, runner_from_args
+
+    if not is_parallel(args.workers, args.scheduler):
+        return model.predict(frames, return_std=True) if return_std else model.predict(frames)
+    from .model_file import ModelFile, predict_on
+
+    with runner_from_args(args, args.command) as runner:
+        return predict_on(runner, ModelFile(args.model), frames, return_std=return_std)
+
+
 def cmd_train(args):
     import numpy as np
 
@@ -371,7 +406,7 @@ def cmd_train(args):
     print(f"{len(frames)} frames from {args.data}: {len(train)} training, {len(held)} held out "
           f"(evenly spaced: {test.tolist()})", file=sys.stderr)
     start = time.perf_counter()
-    model.fit(train)
+    _fit(args, model, train)
     fit_seconds = time.perf_counter() - start
     summary = {"data": str(args.data), "train_frames": train_idx.tolist(),
                "test_frames": test.tolist(), "fit_seconds": fit_seconds}
@@ -423,7 +458,7 @@ def cmd_evaluate(args):
     if getattr(model, "model_type", None) == "ff":
         return _evaluate_force_field(args, model)
     frames = _read_labelled(args, args.data)
-    predictions = model.predict(frames)
+    predictions = _predict(args, model, frames)
     errors = bec_errors(frames, predictions)
     if args.parity:
         from .plots import parity_plot
@@ -475,7 +510,7 @@ def _predict_and_write(args, names):
         _command_error(args.command, f"--uncertainty: {why_no_posterior(model)}")
     score = write_std or (not getattr(args, "no_score", True) and has_posterior(model))
     frames = _read_labelled(args, args.frames, require_bec=False)
-    predictions = model.predict(frames, return_std=True) if score else model.predict(frames)
+    predictions = _predict(args, model, frames, return_std=score)
     if write_std:
         names = tuple(names) + tuple(keys.STD_COLUMNS)
     threshold = model.posterior_.threshold if score else None
@@ -648,6 +683,7 @@ def build_parser():
     _add_data_options(p)
     _add_model_options(p)
     _add_mace_options(p)
+    _add_parallel_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="errors of a model on labelled data",
@@ -661,6 +697,7 @@ def build_parser():
     p.add_argument("--parity", metavar="PNG", help="write a parity plot")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_data_options(p)
+    _add_parallel_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict charges and Born charges for structures",

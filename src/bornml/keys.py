@@ -57,6 +57,10 @@ TIMESTEP_KEYS = ("timestep_fs", "dt_fs")  #: frame info: time between stored fra
 TIMESTEP = TIMESTEP_KEYS[0]  #: the time-step key bornml writes, fs
 IPI_STEP = "ipi_step"  #: frame info: i-PI step number of a frame read from i-PI trajectories
 
+# -- chunk cache of ``bornml ir --cache DIR`` (one .npz per chunk, bornml.spectra.chunks) ---
+CACHE_MDOT = "mdot"  #: Ṁ samples of the chunk, (n_samples, 3), e·Å/fs
+CACHE_STATS = "stats"  #: the chunk's TrajectoryStats fields as a JSON string
+
 # -- model predictions written next to the input's data (never over its labels) -------------
 BEC_PREDICTED = "bec_predicted"  #: per-atom predicted Born charges, extxyz bec_predicted:R:9, e
 CHARGES_PREDICTED = "charges_predicted"  #: per-atom predicted charges q'_i, (n_atoms,), e

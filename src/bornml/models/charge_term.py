@@ -154,13 +154,14 @@ class ChargeTerm:
 
     # -- prediction -------------------------------------------------------------------------
     def _contracted_weights(self):
-        """Per species Σ_k w_k x̂_k (ζ=1) or Σ_k w_k x̂_k x̂_kᵀ (ζ=2) where that is cheaper than
-        the sum over references (more references than half the features)."""
+        """Per species Σ_k w_k x̂_k (ζ=1: always, one D-vector) or Σ_k w_k x̂_k x̂_kᵀ (ζ=2:
+        where that is cheaper than the sum over references, more references than D/2)."""
         if self._contracted is None:
             D = self.refs.n_features
             self._contracted = {
                 z: contracted_weights(self.refs.references[z], self.weights[z], self.zeta)
-                for z in self.refs.species if len(self.refs.references[z]) > D // 2}
+                for z in self.refs.species
+                if self.zeta == 1 or len(self.refs.references[z]) > D // 2}
         return self._contracted
 
     def charges_and_pair_gradients(self, ctx, frame):

@@ -58,21 +58,24 @@ class KernelEquations:
     """Accumulated normal equations (see module docstring).
 
     ``blocks``: term name → slice of its columns; ``n_folds`` parts (frame k goes to fold
-    k mod n_folds).
+    k mod n_folds). ``first_frame``: the index k of the first frame added — partial equations
+    of a chunk of frames [first_frame, ...), which :meth:`merge` adds to those of the frames
+    before it (the sums are additive over frames).
     """
 
-    def __init__(self, blocks, species, n_charge, n_folds=1):
+    def __init__(self, blocks, species, n_charge, n_folds=1, first_frame=0):
         self.blocks = dict(blocks)
         self.species = tuple(species)
         self.n = max((s.stop for s in blocks.values()), default=0)
         self.n_charge = n_charge
         self.parts = [_Part(self.n, n_charge, species) for _ in range(max(1, n_folds))]
+        self.first_frame = int(first_frame)
         self.n_frames = 0
 
     def add(self, design, charge_design, frame, sum_rule=None):
         """Add one frame: ``design`` (N·9, n), ``charge_design`` (N, n_charge), ``sum_rule``
         (9, n) the unprojected Σ_j Z_j^local per column, or None (a molecule: no projection)."""
-        part = self.parts[self.n_frames % len(self.parts)]
+        part = self.parts[(self.first_frame + self.n_frames) % len(self.parts)]
         self.n_frames += 1
         if sum_rule is not None:
             part.sum_rule.append(sum_rule / np.sqrt(len(frame)))
@@ -101,6 +104,33 @@ class KernelEquations:
                 part.offsets[k] += diag[mask].sum(axis=0) - (n_s / n_atoms) * total
                 part.trace_sums[s] += float(traces[mask].sum())
                 part.counts[s] += n_s
+
+    def merge(self, other):
+        """Add the partial equations ``other`` of the frames that follow these (``other``
+        .first_frame == first_frame + n_frames, same columns, species and folds) in place:
+        every fold's sums are added and its sum-rule rows appended in frame order, so merging
+        the chunks of a frame list in order gives the equations of the whole list (up to the
+        order of floating-point additions). Returns self."""
+        if (other.blocks != self.blocks or other.species != self.species
+                or other.n_charge != self.n_charge or len(other.parts) != len(self.parts)):
+            raise ValueError("equations with other columns, species or folds cannot be merged")
+        if other.first_frame != self.first_frame + self.n_frames:
+            raise ValueError(f"merge the chunks in frame order: these equations end at frame "
+                             f"{self.first_frame + self.n_frames}, the other starts at "
+                             f"{other.first_frame}")
+        for mine, theirs in zip(self.parts, other.parts):
+            mine.a += theirs.a
+            for name in _SUMMED:
+                setattr(mine, name, getattr(mine, name) + getattr(theirs, name))
+            for s in self.species:
+                mine.trace_sums[s] += theirs.trace_sums[s]
+                mine.counts[s] += theirs.counts[s]
+            mine.sum_rule.extend(theirs.sum_rule)
+        self.n_frames += other.n_frames
+        self._last_training = None
+        return self
+
+    __iadd__ = merge
 
     def project(self, name, basis):
         """Replace the raw columns of term ``name`` by coordinates on ``basis`` (raw, r)."""

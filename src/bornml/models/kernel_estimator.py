@@ -24,7 +24,7 @@ from ..descriptors.soap import SoapSettings
 from ..descriptors.species_channels import species_mixing
 from ..memory import FLOAT, check_memory, parse_bytes
 from .cross_validation import FALLBACK, choose_regularisation
-from ..parallel import current_runner, frame_chunks
+from ..parallel import SerialRunner, current_runner, frame_chunks
 from .equations import KernelEquations
 from .params import ParamsMixin
 from .reference_set import ReferenceSet
@@ -37,6 +37,11 @@ REGULARISATION = ("tikhonov", "dipole_tikhonov", "charge_regularisation")
 #: default μ of the presets with a charge term: weight of the sum-rule residual in the fit
 #: (:mod:`bornml.models.equations`); chosen with ``benchmarks/sum_rule.py`` (README)
 SUM_RULE_WEIGHT = 0.0
+
+#: training frames per chunk of the normal equations: chunks are summed separately and added
+#: in order, in this process or on Dask workers alike (so the weights do not depend on the
+#: number of workers); each chunk's equations are (folds × n²) floats
+ACCUMULATE_CHUNK = 8
 
 #: settings that shape the descriptor, the references and the design columns
 SHARED = ("cutoff", "max_radial", "max_angular", "atomic_width", "cutoff_width", "n_sparse",
@@ -176,14 +181,18 @@ class KernelBECModel(ParamsMixin):
         for term, size in zip(learnt, raw):
             blocks[term.name] = slice(start, start + size)
             start += size
-        runner = current_runner()
-        if runner is None:
-            eqs = self._add_frames(blocks, n_folds, frames, 0, self.progress)
-        else:  # partial equations of chunks of frames, added in a fixed order
-            shared = runner.share(self)
-            eqs = runner.reduce(_accumulate_chunk, [
-                (shared, blocks, n_folds, frames[a:b], a)
-                for a, b in frame_chunks(len(frames), 2 * runner.n_workers)], _merge)
+        # partial equations of fixed chunks of frames, added in chunk order: the same sums
+        # in this process and on any number of workers (current_runner)
+        runner = current_runner() or SerialRunner()
+        serial = isinstance(runner, SerialRunner)
+        bar = tqdm(total=len(frames), desc="fit: design",
+                   disable=None if self.progress and serial else True)
+        shared = runner.share(self)
+        eqs = runner.fold(_accumulate_chunk, [
+            (shared, blocks, n_folds, frames[a:b], a, bar if serial else None)
+            for a, b in frame_chunks(len(frames), -(-len(frames) // ACCUMULATE_CHUNK))],
+            _merge)
+        bar.close()
         self.reference_set_.release_design_cache()  # the solves need the memory more
         for term in learnt:
             basis = term.projection()
@@ -195,17 +204,18 @@ class KernelBECModel(ParamsMixin):
         eqs.shared_params = {k: v for k, v in self.get_params().items() if k in SHARED}
         return eqs
 
-    def _add_frames(self, blocks, n_folds, frames, start=0, progress=False):
-        """:class:`KernelEquations` of ``frames`` (numbered from ``start``), before projection:
-        the whole list, or one chunk of it on a worker."""
+    def _add_frames(self, blocks, n_folds, frames, start=0, bar=None):
+        """:class:`KernelEquations` of one chunk of ``frames`` (numbered from ``start``),
+        before projection; ``bar``: a progress bar to advance, or None."""
         charge = self.terms_.get("charges")
         eqs = KernelEquations(blocks, self.reference_set_.species,
                               charge.n_columns() if charge else 0, n_folds, first_frame=start)
-        for index, frame in enumerate(tqdm(frames, desc="fit: design",
-                                           disable=None if progress else True), start):
+        for index, frame in enumerate(frames, start):
             design, charge_design, sum_rule = self._frame_design(
                 self.reference_set_.expand(frame, index), frame)
             eqs.add(design, charge_design, frame, sum_rule)
+            if bar is not None:
+                bar.update(1)
         return eqs
 
     def fit_equations(self, eqs):

@@ -82,8 +82,10 @@ class ReferenceSet:
                      "use fewer frames, lower max_pool, or compress the species channels "
                      "(species_channels / --species-channels)")  # not n_sparse: the pool
         rng = np.random.default_rng(seed)
-        if runner is None:
-            pool, where = refs.environment_pool(frames, 0, progress)
+        if runner is None:  # one task in this process, as a worker would run it
+            from ..parallel import one_thread
+
+            pool, where = one_thread(refs.environment_pool, frames, 0, progress)
         else:
             from ..parallel import frame_chunks
 

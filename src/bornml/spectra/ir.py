@@ -176,6 +176,7 @@ class IRSpectrum:
     temperature_source: str = ""
     dof: int = None
     velocity_source: str = None
+    chunks: dict = None  #: chunked runs: {"computed": n, "cached": n} chunks
 
     def to_csv(self, path):
         """Write the four columns of :func:`csv_columns` (``wavenumber_cm-1, n_alpha_cm-1,
@@ -210,7 +211,7 @@ class IRSpectrum:
 
 def dipole_derivative_series(source, *, bec_provider=None, bec_layout=keys.LAYOUT_AUTO,
                              timestep_fs=None, volume_A3=None, file_format=None, progress=True,
-                             time_unit=None, dof=None, constraints=None):
+                             time_unit=None, dof=None, constraints=None, frame_range=None):
     """Stream one trajectory and return ``(mdot, stats)``.
 
     ``mdot``: (n_samples, 3) array, Ṁ in e·Å/fs — one sample per frame with velocities in
@@ -222,7 +223,8 @@ def dipole_derivative_series(source, *, bec_provider=None, bec_layout=keys.LAYOU
     ``dipole_derivative(atoms, velocities) -> (3,)`` (velocities in Å/fs, result e·Å/fs),
     called at the frame (or the half step's midpoint geometry).
     ``progress``: a tqdm bar on an interactive stderr (none when stderr is not a terminal).
-    Other arguments: see :func:`~bornml.spectra.trajectory.iter_frames`.
+    Other arguments (``frame_range``: one chunk of the file): see
+    :func:`~bornml.spectra.trajectory.iter_frames`.
     """
     from tqdm.auto import tqdm
 
@@ -240,7 +242,7 @@ def dipole_derivative_series(source, *, bec_provider=None, bec_layout=keys.LAYOU
     out = []
     frames = iter_frames(source, timestep_fs=timestep_fs, volume_A3=volume_A3,
                          file_format=file_format, stats=stats, time_unit=time_unit, dof=dof,
-                         constraints=constraints)
+                         constraints=constraints, frame_range=frame_range)
     label = Path(name).name if name != "<memory>" else "MD frames"
     # disable=None: no bar when stderr is not a terminal (logs of batch jobs)
     bar = tqdm(frames, desc=label, unit=" frames", disable=None if progress else True,
@@ -445,7 +447,7 @@ def ir_spectrum(trajectories, *, bec_provider=None, bec_layout=keys.LAYOUT_AUTO,
                 constraints=None, volume_A3=None, window="hann", max_lag_fs=None,
                 qcf="harmonic", frequency_scale=1.0, n_blocks=None,
                 confidence=DEFAULT_CONFIDENCE, zero_pad=DEFAULT_ZERO_PAD, progress=True,
-                file_format=None):
+                file_format=None, runner=None, cache_dir=None, chunk_frames=None):
     """IR spectrum n·α(ν̃) with a confidence band from one or more MD trajectories.
 
     ``trajectories``: a path or a list of paths (any format ``ase.io.iread`` reads; or lists
@@ -468,6 +470,11 @@ def ir_spectrum(trajectories, *, bec_provider=None, bec_layout=keys.LAYOUT_AUTO,
     contiguous blocks, each one sample. ``confidence``: level of the Student-t band (0.95).
     ``zero_pad``: integer zero-padding factor of the lag axis. ``progress``: tqdm bar (only on
     a terminal). ``file_format``: ``ase.io`` format name when the file name does not tell.
+    ``runner``: a :mod:`bornml.parallel` runner (e.g. ``open_runner(workers=4)``); with it, or
+    with ``cache_dir`` (finished chunks kept there, an interrupted run resumes), trajectory
+    files are processed in chunks of ``chunk_frames`` frames (:mod:`.chunks`) — the same
+    result; ``bec_provider`` may then be a :class:`~bornml.model_file.ModelFile`, which
+    each worker loads once.
     Raises :class:`BornDataError` for bad or inconsistent data (file, frame and key named).
     """
     if qcf not in QCFS:
@@ -486,11 +493,24 @@ def ir_spectrum(trajectories, *, bec_provider=None, bec_layout=keys.LAYOUT_AUTO,
     if not sources:
         raise ValueError("no trajectories given")
     series = []
+    chunked = runner is not None or cache_dir is not None
+    counts = {"computed": 0, "cached": 0} if chunked else None
     for source in sources:
-        mdot, stats = dipole_derivative_series(
-            source, bec_provider=bec_provider, bec_layout=bec_layout, timestep_fs=timestep_fs,
-            volume_A3=volume_A3, file_format=file_format, progress=progress,
-            time_unit=time_unit, dof=dof, constraints=constraints)
+        if chunked and isinstance(source, (str, Path)):
+            mdot, stats = _chunked(source, counts, bec_provider=bec_provider,
+                                   bec_layout=bec_layout, timestep_fs=timestep_fs,
+                                   volume_A3=volume_A3, file_format=file_format,
+                                   time_unit=time_unit, dof=dof, constraints=constraints,
+                                   progress=progress, runner=runner, cache_dir=cache_dir,
+                                   chunk_frames=chunk_frames)
+        else:
+            if hasattr(bec_provider, "load") and not hasattr(bec_provider,
+                                                            "dipole_derivative"):
+                bec_provider = bec_provider.load()  # a ModelFile, for frames in memory
+            mdot, stats = dipole_derivative_series(
+                source, bec_provider=bec_provider, bec_layout=bec_layout,
+                timestep_fs=timestep_fs, volume_A3=volume_A3, file_format=file_format,
+                progress=progress, time_unit=time_unit, dof=dof, constraints=constraints)
         if temperature_K is None and stats.velocity_source == "positions":
             raise BornDataError(
                 "the trajectory stores no velocities, so it has no kinetic temperature "
@@ -561,4 +581,39 @@ def ir_spectrum(trajectories, *, bec_provider=None, bec_layout=keys.LAYOUT_AUTO,
         window=window, timestep_fs=dt, max_lag_fs=max_lag * dt, confidence=confidence,
         band=band, samples=_describe_samples(len(series), nb), temperature_source=t_source,
         dof=(dofs.pop() if len(dofs) == 1 else None) if temperature_K is None else None,
-        velocity_source="/".join(sorted({s.velocity_source for _, s in series})))
+        velocity_source="/".join(sorted({s.velocity_source for _, s in series})),
+        chunks=counts)
+
+
+def _chunked(path, counts, *, bec_provider, bec_layout, progress, runner, cache_dir,
+             chunk_frames, **options):
+    """(mdot, stats) of one file in chunks (:func:`.chunks.chunked_series`); adds the chunks
+    computed / taken from the cache to ``counts``."""
+    from ..parallel import SerialRunner
+    from ..progress import ChunkProgress
+    from .chunks import ChunkCache, chunked_series
+
+    if bec_provider is None or (isinstance(bec_provider, str) and bec_provider == "file"):
+        bec_provider = "file"
+    elif not hasattr(bec_provider, "dipole_derivative") and not hasattr(bec_provider, "load"):
+        raise TypeError("bec_provider must be None, 'file', a ModelFile or an object with "
+                        "dipole_derivative(atoms, velocities)")
+    if bec_layout not in keys.LAYOUTS:
+        raise BornDataError(f"unknown BEC layout {bec_layout!r}; use one of {keys.LAYOUTS}",
+                            key="--layout")
+    runner = runner or SerialRunner()
+    if cache_dir and bec_provider != "file" and not hasattr(bec_provider, "load"):
+        raise ValueError("a chunk cache needs Born charges from the file or the model as a "
+                         "file (bornml.model_file.ModelFile), to know what it holds")
+    if bec_provider != "file" and not hasattr(bec_provider, "load"):
+        bec_provider = runner.share(bec_provider)  # a model object: sent once per worker
+    bar = ChunkProgress("ir", enabled=progress)
+    mdot, stats, done = chunked_series(
+        path, provider=bec_provider, runner=runner, options=dict(bec_layout=bec_layout,
+                                                                 **options),
+        chunk_frames=chunk_frames, cache=ChunkCache(cache_dir) if cache_dir else None,
+        progress=bar)
+    bar.close()
+    for k in counts:
+        counts[k] += done[k]
+    return mdot, stats

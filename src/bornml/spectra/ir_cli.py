@@ -120,31 +120,59 @@ def add_arguments(parser):
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (there is none anyway when stderr is not a "
                              "terminal)")
+    from ..parallel import add_arguments as add_parallel_arguments
+
+    g = add_parallel_arguments(parser)
+    g.add_argument("--cache", metavar="DIR",
+                   help="keep every finished chunk's dM/dt in DIR, so that an interrupted run "
+                        "(a job killed at its wall time) continues where it stopped when run "
+                        "again with the same inputs and options")
+    g.add_argument("--chunk-frames", type=_number(int, 1), metavar="N", dest="chunk_frames",
+                   help="frames per chunk with --workers/--scheduler/--cache (default "
+                        "256); progress, caching and load balance go by chunks")
     return parser
 
 
 def run(args):
     """Run ``bornml ir``; return the exit status (0 on success)."""
-    from .ir import ir_spectrum
-    from .plot import plot_ir
-
     if args.model and args.layout is not None:
         raise BornDataError("the Born charges come from the model; --layout applies to "
                             "--bec-from-file only", key="--layout")
+    from ..parallel import is_parallel, runner_from_args
+
+    chunked = is_parallel(args.workers, args.scheduler) or args.cache
     if args.model:
         from .. import load_model  # lazily: the model stack is heavy
 
-        provider = load_model(args.model)
+        provider = load_model(args.model)  # also checks the file before any work
+        if chunked:
+            from ..model_file import ModelFile
+
+            provider = ModelFile(args.model)  # every worker loads it once
     else:
         provider = "file"
-    spectrum = ir_spectrum(
+    with runner_from_args(args, "ir") as runner:
+        spectrum = _spectrum(args, provider, runner if chunked else None)
+    spectrum.to_csv(args.output)
+    return _finish(args, spectrum)
+
+
+def _spectrum(args, provider, runner):
+    from .ir import ir_spectrum
+
+    return ir_spectrum(
         args.trajectories, bec_provider=provider, bec_layout=args.layout or keys.LAYOUT_AUTO,
         timestep_fs=args.timestep, time_unit=args.time_unit, temperature_K=args.temperature,
         dof=args.dof, constraints=args.constraints, volume_A3=args.volume, window=args.window,
         max_lag_fs=args.max_lag, qcf=args.qcf, frequency_scale=args.scale,
         n_blocks=args.blocks, zero_pad=args.zero_pad, progress=not args.no_progress,
-        file_format=args.file_format)
-    spectrum.to_csv(args.output)
+        file_format=args.file_format, runner=runner, cache_dir=args.cache,
+        chunk_frames=args.chunk_frames)
+
+
+def _finish(args, spectrum):
+    from .plot import plot_ir
+
     if args.plot:
         plot_ir(spectrum, args.plot, experiment=args.experiment)
     summary = {"output": str(args.output), "plot": args.plot,
@@ -155,5 +183,7 @@ def run(args):
                "temperature_source": spectrum.temperature_source, "dof": spectrum.dof,
                "volume_A3": round(spectrum.volume_A3, 3), "timestep_fs": spectrum.timestep_fs,
                "max_lag_fs": spectrum.max_lag_fs, "qcf": spectrum.qcf}
+    if spectrum.chunks is not None:
+        summary["chunks"] = spectrum.chunks
     print(json.dumps(summary, ensure_ascii=False), file=sys.stdout)
     return 0

@@ -270,7 +270,7 @@ class _Clock:
 
 
 def iter_frames(source, *, timestep_fs=None, volume_A3=None, file_format=None, stats=None,
-                time_unit=None, dof=None, constraints=None):
+                time_unit=None, dof=None, constraints=None, frame_range=None):
     """Yield :class:`Frame` samples (velocities in Å/fs) from one trajectory, streamed.
 
     ``source``: a path, or an iterable of ``ase.Atoms`` (then named "<memory>" in errors).
@@ -281,6 +281,11 @@ def iter_frames(source, *, timestep_fs=None, volume_A3=None, file_format=None, s
     ``time_unit``: unit of a bare ``time`` info key ("fs", "ps" or "ase").
     ``dof`` / ``constraints``: degrees of freedom of the kinetic temperature, or the number of
     constraints to remove from 3N − 3 (give at most one).
+    ``frame_range``: a :class:`~bornml.spectra.frame_index.FrameRange` (a chunk of a file):
+    only frames [start, stop) are read, numbered as in the file. With ``boundary`` its last
+    frame is the first of the next chunk: it is checked (time step, cell, velocities) and ends
+    the last half step, but it is neither counted in ``stats`` nor yielded as an instant
+    sample, so the chunks of a file add up to the whole (see :mod:`bornml.spectra.chunks`).
     """
     import ase.io
 
@@ -291,7 +296,12 @@ def iter_frames(source, *, timestep_fs=None, volume_A3=None, file_format=None, s
             raise BornDataError("trajectory file not found", path=path)
         if file_format == "traj" or (file_format is None and path.endswith(".traj")):
             header = traj_header_times(path)
-        frames = ase.io.iread(path, index=":", format=file_format)
+        if frame_range is None:
+            frames = ase.io.iread(path, index=":", format=file_format)
+        else:
+            frames = frame_range.read(path, file_format)
+    elif frame_range is not None:
+        raise ValueError("frame_range needs a trajectory file, not frames in memory")
     else:
         path = "<memory>"
         frames = iter(source)
@@ -303,10 +313,15 @@ def iter_frames(source, *, timestep_fs=None, volume_A3=None, file_format=None, s
     clock = _Clock(path, timestep_fs, time_unit, header)
     prev = None  # positions mode: (index, atoms copy, unwrapped positions)
     mode = None
-    for index, atoms in enumerate(frames):
+    first = 0 if frame_range is None else frame_range.start
+    uncounted = frame_range.stop - 1 if frame_range is not None and frame_range.boundary \
+        else None  # the next chunk's first frame
+    index = first - 1
+    for index, atoms in enumerate(frames, first):
+        counted = index != uncounted
         clock.check(atoms, index)
-        _check_cell(atoms, path, index, volume_A3, stats)
-        stats.n_read += 1
+        _check_cell(atoms, path, index, volume_A3, stats, counted)
+        stats.n_read += counted
         v = _file_velocities(atoms)
         if mode is None:
             mode = "file" if v is not None else "positions"
@@ -317,6 +332,8 @@ def iter_frames(source, *, timestep_fs=None, volume_A3=None, file_format=None, s
             raise BornDataError("some frames have velocities and some do not", path=path,
                                 frame=index, key=keys.VELOCITIES)
         if mode == "file":
+            if not counted:
+                break
             _kinetic(stats, atoms, v)
             stats.n_frames += 1
             yield Frame(index, atoms, v)
@@ -339,7 +356,7 @@ def iter_frames(source, *, timestep_fs=None, volume_A3=None, file_format=None, s
     if stats.n_frames == 0:
         raise BornDataError("no usable frames (velocities from positions need at least 2)",
                             path=path)
-    stats.timestep_fs = clock.require(stats.n_read - 1)
+    stats.timestep_fs = clock.require(index)
     stats.time_sources = {k: v[0] for k, v in clock.sources.items()}
     _finish(stats)
 
@@ -359,12 +376,12 @@ def _degrees_of_freedom(n_atoms, dof, constraints, path):
     return f if f > 0 else None
 
 
-def _check_cell(atoms, path, index, volume_A3, stats):
+def _check_cell(atoms, path, index, volume_A3, stats, counted=True):
     if volume_A3 is not None:
         if not volume_A3 > 0:
             raise BornDataError(f"volume must be positive, got {volume_A3} Å³", path=path,
                                 key="--volume")
-        stats._vol_sum += volume_A3
+        stats._vol_sum += volume_A3 * counted
         return
     if not all(atoms.pbc):
         raise BornDataError(
@@ -374,7 +391,7 @@ def _check_cell(atoms, path, index, volume_A3, stats):
     if not vol > 0:
         raise BornDataError("the cell has zero volume; give the volume (--volume Å³)",
                             path=path, frame=index)
-    stats._vol_sum += vol
+    stats._vol_sum += vol * counted
 
 
 def _kinetic(stats, atoms, velocities):
