@@ -156,3 +156,20 @@ def test_no_progress_bars_in_non_interactive_logs(tmp_path):
     code, _, err = run(["train", shipped_data_path(), "-o", tmp_path / "m.npz", *argv])
     assert code == 0, err
     assert "fit:" not in err and "it/s" not in err
+
+
+def test_parity_plot_title_names_model_file_and_rmse(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    titles = []
+    original = matplotlib.axes.Axes.set_title
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title",
+                        lambda self, text, *a, **k: titles.append(text) or original(self, text, *a, **k))
+    code, out, err = run(["train", shipped_data_path(), "-o", tmp_path / "m.npz", "--parity",
+                          tmp_path / "p.png", "--json", *SMALL, "--index", "0:6"])
+    assert code == 0, err
+    import json
+
+    rmse = json.loads(out)["test"]["rmse"]
+    assert titles == [f"q: 1 held-out frames of quartz_30.extxyz — RMSE {rmse:.4f} e"]
+    assert str(tmp_path) not in titles[0]

@@ -7,8 +7,9 @@ from .fileutils import atomic_path
 
 
 def parity_plot(frames, predictions, path, title=None):
-    """Predicted vs reference Z elements, one colour per species, diagonal and RMSE in the
-    legend; written atomically to ``path`` (PNG/PDF/SVG by suffix)."""
+    """Predicted vs reference Z elements, one colour per species, diagonal, per-species RMSE
+    in the legend and the overall RMSE in the title (after ``title``, e.g. the model type and
+    the data file's name); written atomically to ``path`` (PNG/PDF/SVG by suffix)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,8 +31,8 @@ def parity_plot(frames, predictions, path, title=None):
     ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
     ax.set_xlabel("reference $Z_{j,ab}$ (e)")
     ax.set_ylabel("predicted $Z_{j,ab}$ (e)")
-    if title:
-        ax.set_title(title, fontsize=9)
+    overall = f"RMSE {np.sqrt(np.mean((ref - pred) ** 2)):.4f} e"
+    ax.set_title(f"{title} — {overall}" if title else overall, fontsize=9)
     ax.legend(fontsize=7, markerscale=3)
     fig.tight_layout()
     with atomic_path(path) as tmp:
