@@ -221,7 +221,8 @@ def normal_equations(model, frames):
 
 
 def test_fit_solves_regularised_least_squares(quartz_frames, quartz_model):
-    """Stationarity of ||Φw − z||² + ω s wᵀ(K_MM + 1e-10 I)w with s = tr(ΦᵀΦ)/M."""
+    """Stationarity of ||Φw − z||² + μ Σ_frames |Sw|²/N + ω s wᵀ(K_MM + 1e-10 I)w with
+    s = tr(ΦᵀΦ)/M and S the unprojected sum-rule rows of a frame."""
     model = quartz_model
     a, b = normal_equations(model, quartz_frames[:4])
     w = weights(model)
@@ -229,7 +230,10 @@ def test_fit_solves_regularised_least_squares(quartz_frames, quartz_model):
                                     for r in model.references_.values()])
     reg += 1e-10 * np.eye(len(w))
     s = np.trace(a) / len(w)
-    gradient = a @ w - b + model.tikhonov * s * reg @ w
+    sum_rule = sum(rows.T @ rows / len(f) for f in quartz_frames[:4]
+                   for rows in [model._frame_design(model.reference_set_.expand(f, 0), f)[2]])
+    assert model.sum_rule_weight > 0  # the default fit has the sum-rule rows
+    gradient = a @ w - b + model.sum_rule_weight * sum_rule @ w + model.tikhonov * s * reg @ w
     # measured 2e-14
     assert np.linalg.norm(gradient) <= 1e-9 * np.linalg.norm(b)
     # and the regulariser does something at ω = 1e-6 (the test above is not vacuous)

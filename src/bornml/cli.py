@@ -27,9 +27,9 @@ class _DataPaths(argparse.Action):
         setattr(namespace, self.dest, values[0] if len(values) == 1 else list(values))
 
 
-DATA_ARGUMENT = dict(nargs="+", action=_DataPaths,
-                     help="labelled structures: one or more files, folders or glob patterns "
-                          "(e.g. run*/OUTCAR); the format of each is detected")
+DATA_ARGUMENT = {"nargs": "+", "action": _DataPaths,
+                 "help": "labelled structures: one or more files, folders or glob patterns "
+                         "(e.g. run*/OUTCAR); the format of each is detected"}
 
 
 def _data_name(data):

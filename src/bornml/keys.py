@@ -116,15 +116,6 @@ def bec_of(atoms):
     return bec.reshape(len(atoms), 3, 3)
 
 
-def set_bec(atoms, bec):
-    """Store Born charges ``bec`` ((n_atoms, 3, 3) or (n_atoms, 9), e, project layout) as
-    ``atoms.arrays["bec"]``, float64 (n_atoms, 9) row-major; return the (n_atoms, 3, 3) view."""
-    bec = np.array(bec, dtype=np.float64, order="C")
-    if bec.shape not in ((len(atoms), 9), (len(atoms), 3, 3)):
-        raise ValueError(f"Born charges of shape {bec.shape} for {len(atoms)} atoms; expected "
-                         f"({len(atoms)}, 3, 3) or ({len(atoms)}, 9)")
-    atoms.arrays[BEC] = bec.reshape(len(atoms), 9)
-    return atoms.arrays[BEC].reshape(len(atoms), 3, 3)
 def energy_of(atoms):
     """Energy (eV) of a labelled frame: the first of :data:`ENERGY_ALIASES` in ``info``, else a
     single-point calculator's result (``ase.io.read``), else None."""
@@ -159,3 +150,12 @@ def stress_of(atoms):
     return value.reshape(3, 3)
 
 
+def set_bec(atoms, bec):
+    """Store Born charges ``bec`` ((n_atoms, 3, 3) or (n_atoms, 9), e, project layout) as
+    ``atoms.arrays["bec"]``, float64 (n_atoms, 9) row-major; return the (n_atoms, 3, 3) view."""
+    bec = np.array(bec, dtype=np.float64, order="C")
+    if bec.shape not in ((len(atoms), 9), (len(atoms), 3, 3)):
+        raise ValueError(f"Born charges of shape {bec.shape} for {len(atoms)} atoms; expected "
+                         f"({len(atoms)}, 3, 3) or ({len(atoms)}, 9)")
+    atoms.arrays[BEC] = bec.reshape(len(atoms), 9)
+    return atoms.arrays[BEC].reshape(len(atoms), 3, 3)

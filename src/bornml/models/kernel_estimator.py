@@ -36,7 +36,7 @@ REGULARISATION = ("tikhonov", "dipole_tikhonov", "charge_regularisation")
 
 #: default μ of the presets with a charge term: weight of the sum-rule residual in the fit
 #: (:mod:`bornml.models.equations`); chosen with ``benchmarks/sum_rule.py`` (README)
-SUM_RULE_WEIGHT = 0.0
+SUM_RULE_WEIGHT = 1.0
 
 #: training frames per chunk of the normal equations: chunks are summed separately and added
 #: in order, in this process or on Dask workers alike (so the weights do not depend on the
