@@ -84,3 +84,14 @@ def test_molecule_in_a_box_counts_as_a_molecule(molecules):
     boxed.pbc = True
     boxed.center()
     assert inspect_frames([boxed])["structure"] == "molecule"
+
+
+def test_inspect_says_how_the_format_orientation_is_known(shared_data, tmp_path):
+    from test_cli_inputs import run
+
+    castep = next((shared_data / "formats" / "castep").glob("*.castep"))
+    code, out, err = run(["inspect", castep])
+    assert code == 0, err
+    assert "format of" in out and "castep: assumed" in out
+    code, out, _ = run(["inspect", castep, "--json"])
+    assert "assumed" in json.loads(out)["formats"][str(castep)]

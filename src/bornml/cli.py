@@ -566,10 +566,11 @@ def cmd_partition(args):
 
 
 def cmd_inspect(args):
-    from .inspection import format_report, inspect_frames
+    from .inspection import format_provenance, format_report, inspect_frames
 
     frames = _read_labelled(args, args.data, require_bec=False)
     report = inspect_frames(frames, path=_data_name(args.data))
+    report["formats"] = format_provenance(args.data)
     print(json.dumps(report) if args.json else format_report(report))
     return 0
 

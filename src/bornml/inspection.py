@@ -54,6 +54,18 @@ def is_isolated(atoms, bond_cutoff=3.0):
     return not np.any(shifts != 0)
 
 
+def format_provenance(paths):
+    """{file: "format: how its orientation is known"} for data files ``paths``."""
+    from .io.readers import ORIENTATION_PROVENANCE, detect_format, expand_paths
+
+    out = {}
+    for path in expand_paths(paths):
+        fmt = detect_format(path)
+        out[str(path)] = f"{fmt}: " + ORIENTATION_PROVENANCE.get(
+            fmt, "project convention (row = field) unless --layout r-P says otherwise")
+    return out
+
+
 def inspect_frames(frames, path=None):
     """A JSON-ready report of ``frames`` (from :func:`bornml.io.read_frames`)."""
     from ase.data import chemical_symbols
@@ -123,9 +135,10 @@ def layout_check(frames):
 
 def format_report(report):
     """Human-readable lines of :func:`inspect_frames`' report."""
-    lines = [(f"{report['file']}: {report['n_frames']} frames, atoms per frame "
-             f"{report['n_atoms']}, {report['structure']}"),
-             "species: " + ", ".join(f"{s} {n}" for s, n in report["species"].items()),
+    lines = [f"{report['file']}: {report['n_frames']} frames, atoms per frame "
+             f"{report['n_atoms']}, {report['structure']}"]
+    lines += [f"format of {name}: {text}" for name, text in report.get("formats", {}).items()]
+    lines += ["species: " + ", ".join(f"{s} {n}" for s, n in report["species"].items()),
              "per-atom keys: " + ", ".join(report["per_atom_keys"]),
              "frame keys: " + (", ".join(report["frame_keys"]) or "-"),
              f"Born charges in {report['n_labelled']} frames (e, Z[j,a,b] = dP_a/dr_jb)"]

@@ -113,6 +113,35 @@ def read_frames(path, index=":", layout=keys.LAYOUT_AUTO, format=None, require_b
     return _read_ase(path, index, layout, fmt, require_bec)
 
 
+#: how each reader's tensor orientation is known (README table "Supported input formats");
+#: ``bornml inspect`` prints it, so a user knows when the file alone decides the layout
+ORIENTATION_PROVENANCE = {
+    "outcar": "pinned: VASP linear-response DIRECTION blocks; agrees with vasprun.xml",
+    "vasprun": "pinned: α-quartz antisymmetric parts agree with ABINIT's labelled DDB",
+    "qe-ph": "QE source; dF/dE = dP/du blocks; row order not pinned by physics (symmetric "
+             "samples)",
+    "qe-dyn": "QE source; E-U block = transposed U-E block",
+    "qe-dyn-xml": "QE source; equals the text dyn file of the same run",
+    "qe-fc": "assumed (as the dyn E-U block); equals ph.x output on diagonal samples",
+    "castep": "assumed (row = field): not pinned, only diagonal samples available",
+    "abinit-ddb": "pinned: every line labels the field and displacement indices",
+    "anaddb": "ABINIT source; equals the DDB",
+    "phonopy": "phonopy documentation (row = field)",
+    "gaussian-fchk": "pinned: rotational sum rule, printed IR intensities",
+    "gaussian-freq": "pinned: rotational sum rule, printed IR intensities",
+    "orca-hess": "pinned: rotational sum rule",
+    "nwchem-freq": "pinned: rotational sum rule, agreement with Gaussian/GAMESS",
+    "gamess-us-freq": "pinned: rotational sum rule, agreement with Gaussian/NWChem",
+    "ipi-bec": "pinned: i-PI's driven forces equal Σ_a Z[j,a,b] E_a",
+    "ipi-traj": "pinned: i-PI's driven forces equal Σ_a Z[j,a,b] E_a",
+}
+
+
+def detect_format(path):
+    """The format name :func:`read_frames` would use for ``path`` (``pathlib.Path``)."""
+    return _guess_format(Path(path))
+
+
 def _guess_format(path):
     if path.name.upper().startswith("OUTCAR") or path.name.upper().endswith(".OUTCAR"):
         return "outcar"
