@@ -31,7 +31,7 @@ from .mace_network import scatter_sum
 class Graph:
     """Flat tensors of a batch of frames. Shapes: species, node_frame (N,) long;
     positions (N, 3) Å; edge_index (2, E) long (sender j, receiver i); vectors (E, 3) Å;
-    periodic (F,) bool; n_atoms (F,) long; targets (N, 3, 3) e or None."""
+    periodic (F, 3) bool (periodic Cartesian directions); n_atoms (F,) long; targets (N, 3, 3) e or None."""
 
     species: torch.Tensor
     node_frame: torch.Tensor
@@ -52,6 +52,13 @@ class Graph:
         return Graph(**fields)
 
 
+def periodic_directions(nl, positions):
+    """(3,) bool: Cartesian directions along which some neighbour pair crosses the cell
+    (as :attr:`bornml.descriptors.soap.FrameExpansion.periodic_directions`)."""
+    shift = nl.vectors - (positions[nl.neighbors] - positions[nl.centers])
+    return np.any(np.abs(shift) > 1e-8, axis=0)
+
+
 def frame_graph(atoms, species_index, r_max, dtype, targets=None):
     """Graph of one ``ase.Atoms``. ``species_index`` (N,) ints; ``targets`` (N, 3, 3) or None."""
     nl = neighbor_list(atoms, r_max)
@@ -62,8 +69,9 @@ def frame_graph(atoms, species_index, r_max, dtype, targets=None):
         positions=t(atoms.positions),
         edge_index=torch.as_tensor(np.stack([nl.neighbors, nl.centers]), dtype=torch.long),
         vectors=t(nl.vectors),
-        # a molecule in a periodic box (no pair crosses a boundary) is a molecule
-        periodic=torch.tensor([bool(np.any(nl.shifts != 0))]),
+        # per Cartesian direction: does some pair's image shift have a component along it?
+        # (a molecule in a box has none, a slab none along its normal)
+        periodic=torch.as_tensor(periodic_directions(nl, atoms.positions))[None, :],
         n_atoms=torch.tensor([len(atoms)]),
         targets=None if targets is None else t(targets))
 
@@ -106,7 +114,7 @@ def born_charges(net, graph, fixed_charges=None, create_graph=False):
     n_atoms = len(graph.species)
     senders, receivers = graph.edge_index  # j_p, i_p
     layers = len(net.interactions)
-    molecule = ~graph.periodic[graph.node_frame]  # (N,)
+    open_rows = ~graph.periodic[graph.node_frame]  # (N, 3): non-periodic directions per atom
     if layers > 1 and bool(graph.periodic.any()):
         raise ValueError(
             "MACE Born charges of periodic frames need num_interactions=1: with more layers "
@@ -118,7 +126,7 @@ def born_charges(net, graph, fixed_charges=None, create_graph=False):
     neutral = charges - _frame_mean(charges, graph)[graph.node_frame]
     bec = neutral[:, None, None] * eye
     rel = graph.positions - _frame_mean(graph.positions, graph)[graph.node_frame]
-    rel = rel * molecule[:, None].to(rel.dtype)
+    rel = rel * open_rows.to(rel.dtype)  # r − r̄ only along non-periodic directions
     rows = [torch.zeros_like(bec[:, 0]) for _ in range(3)]
     if layers > 1:  # molecules only: differentiate P_a = Σ q_i (r_i − r̄)_a + Σ p_{i,a}
         for a in range(3):
@@ -147,8 +155,7 @@ def born_charges(net, graph, fixed_charges=None, create_graph=False):
                     - _edge_to_atom(h, receivers, n_atoms)
     bec = bec + torch.stack(rows, dim=1)
     residual = scatter_sum(bec, graph.node_frame, dim=0, dim_size=graph.n_frames)
-    periodic_nodes = graph.periodic[graph.node_frame].to(bec.dtype)[:, None, None]
-    bec = bec - periodic_nodes * (residual / graph.n_atoms.to(bec.dtype).view(-1, 1, 1)
-                                  )[graph.node_frame]
+    residual = residual * graph.periodic.to(bec.dtype)[:, :, None]  # rows projected
+    bec = bec - (residual / graph.n_atoms.to(bec.dtype).view(-1, 1, 1))[graph.node_frame]
     return {keys.BEC: bec, keys.CHARGES: neutral, keys.DIPOLES: dipoles,
             keys.ASR_RESIDUAL: residual}
