@@ -12,7 +12,8 @@ model trained on the rest (``--train-every k``: every k-th of them) and written 
 force components, energy RMSE per atom (eV/atom; sets with energies), fit time
 (:func:`bornml.metrics.force_field_errors`).
 ``speed``: one single-threaded force evaluation (neighbours, SOAP, kernel, adjoint) of the first
-water frame (192 atoms), median of 30. ``nve``: ASE velocity Verlet at ``--dt`` fs from a DFT
+water frame (192 atoms; ``--system`` for another set), median of 30, with the load
+average (the 2-core machine is shared). ``nve``: ASE velocity Verlet at ``--dt`` fs from a DFT
 water frame with 300 K Maxwell velocities; total energy every 10 steps, linear drift in
 meV/atom/ps, RMS fluctuation, smallest O–H / H–H distances (stability).
 """
@@ -71,7 +72,7 @@ def cmd_fit(args):
 
 def cmd_speed(args):
     model = bornml.load_model(args.model)
-    atoms = bornml.read_frames(shared_data() / DATASETS["water"], index="0:1",
+    atoms = bornml.read_frames(shared_data() / DATASETS[args.system], index="0:1",
                                require_bec=False)[0]
     ms, times = median_ms(lambda: model.predict_frame(atoms), repeats=30, warmup=3)
     ctx = model.reference_set_.expand(atoms)
@@ -144,6 +145,7 @@ def main():
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser("speed")
     p.add_argument("model")
+    p.add_argument("--system", choices=sorted(DATASETS), default="water")
     p.set_defaults(func=cmd_speed)
     p = sub.add_parser("nve")
     p.add_argument("model")

@@ -230,3 +230,21 @@ def test_core_wall_is_zero_on_training_data_and_repels_below_it(model, quartz_fr
     minus.positions[o] -= h * along
     fd = -(model.predict(plus)[keys.ENERGY] - model.predict(minus)[keys.ENERGY]) / (2 * h)
     assert fd == pytest.approx(hard[keys.FORCES][o] @ along, rel=1e-6)
+
+
+@pytest.mark.parametrize("zeta", [1, 3])
+def test_other_zeta_forces_are_gradients(quartz_frames, zeta):
+    """ζ = 1 (contracted vector) and ζ = 3 (explicit sum) prediction routes, with more
+    references than half the features so the contracted form is tried."""
+    model = ForceFieldModel(**{**SMALL, "zeta": zeta, "n_sparse": 60, "tikhonov": 1e-3})
+    model.fit(quartz_frames[:3])  # ω large enough that the weights stay O(1): clean FD
+    assert min(len(r) for r in model.reference_set_.references.values()) \
+        > model.reference_set_.n_features // 2
+    atoms = quartz_frames[20]
+    forces = model.predict(atoms)[keys.FORCES]
+    h, j = 1e-5, 11
+    plus, minus = atoms.copy(), atoms.copy()
+    plus.positions[j, 2] += h
+    minus.positions[j, 2] -= h
+    fd = -(model.predict(plus)[keys.ENERGY] - model.predict(minus)[keys.ENERGY]) / (2 * h)
+    assert fd == pytest.approx(forces[j, 2], abs=1e-6 * np.abs(forces).max())

@@ -71,8 +71,9 @@ def contract(refs, weights, zeta):
     """{z: Σ_k w_k x̂_k (ζ=1) or Σ_k w_k x̂_k x̂_kᵀ (ζ=2)} for the species with more references
     than half the features (there the contracted form is cheaper)."""
     D = refs.n_features
-    return {z: contracted_weights(refs.references[z], weights[z], zeta)
-            for z in refs.species if len(refs.references[z]) > D // 2}
+    out = {z: contracted_weights(refs.references[z], weights[z], zeta)
+           for z in refs.species if len(refs.references[z]) > D // 2}
+    return {z: c for z, c in out.items() if c is not None}  # ζ > 2: no contracted form
 
 
 def site_values_and_pair_gradients(refs, ctx, frame, weights, zeta, contracted):
