@@ -95,3 +95,16 @@ def test_inspect_says_how_the_format_orientation_is_known(shared_data, tmp_path)
     assert "format of" in out and "castep: assumed" in out
     code, out, _ = run(["inspect", castep, "--json"])
     assert "assumed" in json.loads(out)["formats"][str(castep)]
+
+
+def test_format_and_structure_options(shared_data, tmp_path):
+    from test_cli_inputs import run
+
+    qe = shared_data / "formats" / "qe"
+    code, out, err = run(["inspect", qe / "AlAs_qe6.0_example02_ph.out", "--structure",
+                          qe / "AlAs_qe6.0_example02_pw.out", "--json"])
+    assert code == 0, err
+    assert json.loads(out)["species"] == {"Al": 1, "As": 1}
+    # a wrong --format is an error naming the file, not a traceback
+    code, _, err = run(["inspect", qe / "AlAs_qe6.0_example02_ph.out", "--format", "orca-hess"])
+    assert code == 2 and "AlAs_qe6.0_example02_ph.out" in err

@@ -46,6 +46,15 @@ def _add_data_options(p):
                    help="storage order of the 9 numbers per atom: 'P-r' = row is the "
                         "polarisation direction (Z[j,a,b]=dP_a/dr_jb, VASP/extxyz default), "
                         "'r-P' = transposed storage")
+    p.add_argument("--format", dest="data_format", metavar="FMT",
+                   help="file format when detection from the name or content is not wanted: "
+                        "outcar, vasprun, qe-ph, qe-dyn, qe-dyn-xml, qe-fc, castep, abinit-ddb, "
+                        "anaddb, gaussian-fchk, gaussian-freq, orca-hess, nwchem-freq, "
+                        "gamess-us-freq, ipi-bec, ipi-traj, or any ase.io format (extxyz, ...)")
+    p.add_argument("--structure", metavar="FILE",
+                   help="structure for outputs that do not print one completely (QE ph.x "
+                        "output: the pw.x input/output; anaddb output: its DDB); default: a "
+                        "matching file next to the data")
 
 
 def _add_predict_options(p):
@@ -317,7 +326,9 @@ def _read_labelled(args, path, require_bec=True):
     from .errors import BornDataError
     from .io import read_frames
 
-    frames = read_frames(path, index=args.index, layout=args.layout, require_bec=require_bec)
+    extra = {"structure": args.structure} if getattr(args, "structure", None) else {}
+    frames = read_frames(path, index=args.index, layout=args.layout, require_bec=require_bec,
+                         format=getattr(args, "data_format", None), **extra)
     if not frames:
         raise BornDataError(f"no frames selected (--index {args.index!r})", path=path,
                             key="--index")
@@ -375,10 +386,11 @@ def _fit(args, model, frames):
 def _predict(args, model, frames, return_std=False):
     """``model.predict(frames)`` (one dict per frame), in chunks on Dask workers with
     --workers / --scheduler; each worker loads the model file once (the same numbers)."""
-    from .parallel import is_parallel, runner_from_args
+    from .parallel import is_parallel, one_thread, runner_from_args
 
-    if not is_parallel(args.workers, args.scheduler):
-        return model.predict(frames, return_std=True) if return_std else model.predict(frames)
+    if not is_parallel(args.workers, args.scheduler):  # one BLAS thread, as on a worker
+        return one_thread(model.predict, frames, return_std) if return_std \
+            else one_thread(model.predict, frames)
     from .model_file import ModelFile, predict_on
 
     with runner_from_args(args, args.command) as runner:
@@ -570,7 +582,7 @@ def cmd_inspect(args):
 
     frames = _read_labelled(args, args.data, require_bec=False)
     report = inspect_frames(frames, path=_data_name(args.data))
-    report["formats"] = format_provenance(args.data)
+    report["formats"] = format_provenance(args.data, args.data_format)
     print(json.dumps(report) if args.json else format_report(report))
     return 0
 

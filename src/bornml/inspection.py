@@ -54,13 +54,15 @@ def is_isolated(atoms, bond_cutoff=3.0):
     return not np.any(shifts != 0)
 
 
-def format_provenance(paths):
-    """{file: "format: how its orientation is known"} for data files ``paths``."""
+def format_provenance(paths, fmt=None):
+    """{file: "format: how its orientation is known"} for data files ``paths`` (format
+    ``fmt`` given, or detected as :func:`bornml.io.read_frames` does)."""
     from .io.readers import ORIENTATION_PROVENANCE, detect_format, expand_paths
 
     out = {}
+    given = fmt
     for path in expand_paths(paths):
-        fmt = detect_format(path)
+        fmt = given or detect_format(path)
         out[str(path)] = f"{fmt}: " + ORIENTATION_PROVENANCE.get(
             fmt, "project convention (row = field) unless --layout r-P says otherwise")
     return out
