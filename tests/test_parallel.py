@@ -212,6 +212,16 @@ def test_scheduler_address_train_predict_ir(tmp_path, quartz, cluster, capsys):
         out[how] = ase.io.read(tmp_path / f"{how}.extxyz", ":")
     for a, b in zip(out["dask"], out["serial"]):
         np.testing.assert_array_equal(a.arrays["bec_predicted"], b.arrays["bec_predicted"])
+    from distributed import Client  # in memory, before the file's rounding: bit for bit
+
+    from bornml.model_file import ModelFile, predict_on
+    from bornml.parallel import DaskRunner, one_thread
+
+    with Client(cluster) as client:
+        got = predict_on(DaskRunner(client), ModelFile(str(model)), frames, chunk=3)
+    ref = one_thread(bornml.load_model(model).predict, frames)
+    for a, b in zip(got, ref):
+        np.testing.assert_array_equal(a["bec"], b["bec"])
 
     path = _trajectory(tmp_path / "t.extxyz", frames, n=30)
     common = ["--model", str(model), "--max-lag", "10", "--no-progress", "-o"]
