@@ -178,8 +178,27 @@ class FrameExpansion:
 _Y00 = 0.5 / np.sqrt(np.pi)
 
 
+#: atoms per block in the per-atom dense steps: their temporaries (≈ block × L·(SN)² floats)
+#: stay in cache, so the cost per atom does not grow with the size of the frame
+ATOM_BLOCK = 256
+
+
+def _blocked(fn, *arrays):
+    """``fn`` applied to blocks of :data:`ATOM_BLOCK` atoms (rows of every array), the
+    results concatenated: the same numbers, computed atom by atom either way."""
+    n = len(arrays[0])
+    if n <= ATOM_BLOCK:
+        return fn(*arrays)
+    return np.concatenate([fn(*(a[i:i + ATOM_BLOCK] for a in arrays))
+                           for i in range(0, n, ATOM_BLOCK)])
+
+
 def power_spectrum(coefficients, max_angular):
     """Feature vectors x (N, D) from coefficients (N, S, n, LM); see module docstring."""
+    return _blocked(lambda c: _power_spectrum(c, max_angular), coefficients)
+
+
+def _power_spectrum(coefficients, max_angular):
     n_atoms = coefficients.shape[0]
     c = coefficients.reshape(n_atoms, -1, coefficients.shape[-1])  # (N, SN, LM)
     sn = c.shape[1]
@@ -216,6 +235,10 @@ def feature_to_matrices(v, sn, max_angular):
 
 def power_spectrum_vjp(coefficients, v, max_angular):
     """∂(v_i · x_i)/∂c_i for every atom: v (N, D) → adjoint (N, S, n, LM)."""
+    return _blocked(lambda c, w: _power_spectrum_vjp(c, w, max_angular), coefficients, v)
+
+
+def _power_spectrum_vjp(coefficients, v, max_angular):
     n_atoms = coefficients.shape[0]
     c = coefficients.reshape(n_atoms, -1, coefficients.shape[-1])
     sn = c.shape[1]

@@ -9,7 +9,13 @@ import numpy as np
 
 
 def normalise(x):
-    """Rows of ``x`` (n, D) divided by their norms; returns (x̂, norms (n,))."""
+    """Rows of ``x`` (n, D) divided by their norms; returns (x̂, norms (n,)); in blocks of
+    rows (:data:`~bornml.descriptors.soap.ATOM_BLOCK`) for large frames (the same numbers)."""
+    from ..descriptors.soap import ATOM_BLOCK
+
+    if len(x) > ATOM_BLOCK:
+        parts = [normalise(x[i:i + ATOM_BLOCK]) for i in range(0, len(x), ATOM_BLOCK)]
+        return np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])
     norms = np.linalg.norm(x, axis=1)
     if np.any(norms == 0):
         raise ValueError("an environment has an all-zero power spectrum")
@@ -41,7 +47,15 @@ def contracted_weights(ref, weights, zeta):
 
 
 def contracted_weighted_gradient(xhat, norms, contracted, zeta):
-    """Same result as :func:`kernel_weighted_gradient` from :func:`contracted_weights`."""
+    """Same result as :func:`kernel_weighted_gradient` from :func:`contracted_weights`;
+    in blocks of rows (:data:`~bornml.descriptors.soap.ATOM_BLOCK`) for large frames."""
+    from ..descriptors.soap import ATOM_BLOCK
+
+    if len(xhat) > ATOM_BLOCK:
+        parts = [contracted_weighted_gradient(xhat[i:i + ATOM_BLOCK], norms[i:i + ATOM_BLOCK],
+                                              contracted, zeta)
+                 for i in range(0, len(xhat), ATOM_BLOCK)]
+        return (np.concatenate([v for v, _ in parts]), np.concatenate([q for _, q in parts]))
     if zeta == 1:
         q = xhat @ contracted
         return (contracted[None, :] - q[:, None] * xhat) / norms[:, None], q
