@@ -65,6 +65,9 @@ class CombinedModel(KernelBECModel):
     sum_rule_weight : float
         μ ≥ 0: weight of the acoustic-sum-rule residual of the charge term in the fit (see
         :class:`~bornml.models.monopole.MonopoleModel`).
+
+    Notes
+    -----
     Regularisation settings left at None (the default) are chosen by k-fold cross-validation
     on the training frames (:mod:`bornml.models.cross_validation`).
     """

@@ -51,14 +51,13 @@ class MaceBECModel(ParamsMixin):
         Charges, dipoles, or both.
     r_max : float
         Cutoff radius of the graph (Å).
-    num_channels, max_ell, correlation, num_interactions, num_bessel, num_polynomial_cutoff,
-    radial_mlp :
+    num_channels, max_ell, correlation, num_interactions, num_bessel, num_polynomial_cutoff, radial_mlp
         MACE architecture: channels per irrep, largest l of the edge harmonics, body order − 1,
         message-passing layers (1 for periodic data), radial basis size, cutoff polynomial
         order, hidden widths of the radial network.
     charge_regularisation : float
         λ_q: weight of mean (q'_i − tr(Z_i)/3)² (e²) next to the mean squared Z error.
-    max_epochs, learning_rate, batch_size, patience, weight_decay :
+    max_epochs, learning_rate, batch_size, patience, weight_decay
         Adam on mini-batches of frames; ReduceLROnPlateau (factor 0.5, patience/3) and early
         stopping after ``patience`` epochs without a better validation RMSE of Z.
     validation_fraction : float
