@@ -175,6 +175,13 @@ def _purge(app, env, docname):
         env.bornml_run_docs.discard(docname)
 
 
+def _reset(app):
+    """A new build: no failures or timings of an earlier one (same process)."""
+    _STATE.clear()
+    _FAILURES.clear()
+    _TIMES.clear()
+
+
 def _finished(app, exception):
     if exception is not None:
         return
@@ -191,6 +198,7 @@ def setup(app):
     matplotlib.use("Agg")
     os.environ.setdefault("MPLBACKEND", "Agg")
     app.add_directive("run", RunDirective)
+    app.connect("builder-inited", _reset)
     app.connect("source-read", _source_read)
     app.connect("env-get-outdated", _outdated)
     app.connect("env-purge-doc", _purge)
