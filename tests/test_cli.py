@@ -397,7 +397,8 @@ def test_train_reports_the_cross_validated_choice(trained):
 
 #: a valid value for the flags whose default is None (the others are given their default)
 _SAMPLE = {"tikhonov": "1e-5", "dipole_tikhonov": "1e-5", "charge_regularisation": "0.1",
-           "charges": "Si=4,O=-2", "max_memory": "8GB", "max_time": "60", "device": "cpu"}
+           "charges": "Si=4,O=-2", "max_memory": "8GB", "max_time": "60", "device": "cpu",
+           "sum_rule_weight": "1"}
 
 
 def _given(dest, option):
