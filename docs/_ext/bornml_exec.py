@@ -57,23 +57,23 @@ def _workdir(srcdir, docname):
     return Path(srcdir) / GENERATED / docname
 
 
-def _run_python(code, namespace, filename):
-    """Run ``code``; return its printed output (and the repr of a last bare expression)."""
+def _run_python(code, namespace, filename, buffer):
+    """Run ``code``, printing into ``buffer`` (and the repr of a last bare expression)."""
     tree = ast.parse(code, filename)
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = ast.Expression(tree.body.pop().value)
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-        exec(compile(tree, filename, "exec"), namespace)
-        if last is not None:
-            value = eval(compile(last, filename, "eval"), namespace)
-            if value is not None:
-                print(repr(value))
-    import matplotlib.pyplot as plt
+    try:
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            exec(compile(tree, filename, "exec"), namespace)
+            if last is not None:
+                value = eval(compile(last, filename, "eval"), namespace)
+                if value is not None:
+                    print(repr(value))
+    finally:
+        import matplotlib.pyplot as plt
 
-    plt.close("all")
-    return buffer.getvalue()
+        plt.close("all")
 
 
 def _run_bash(code, cwd, timeout):
@@ -121,16 +121,21 @@ class RunDirective(SphinxDirective):
         cwd = os.getcwd()
         start = time.perf_counter()
         error = None
+        text = ""
         try:
             os.chdir(workdir)
             if language == "python":
-                text = _run_python(code, state["ns"], f"{docname}.md:{self.lineno}")
+                buffer = io.StringIO()
+                try:
+                    _run_python(code, state["ns"], f"{docname}.md:{self.lineno}", buffer)
+                finally:
+                    text = buffer.getvalue()
             else:
                 rc, text = _run_bash(code, workdir, self.options.get("timeout", 600))
                 if rc:
                     error = f"bash block exited with status {rc}:\n{text}"
         except Exception:  # noqa: BLE001 - any failure of the tutorial's code is reported
-            error = traceback.format_exc()
+            error = text + traceback.format_exc()
             text = error
         finally:
             os.chdir(cwd)
