@@ -120,6 +120,10 @@ def add_arguments(parser):
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (there is none anyway when stderr is not a "
                              "terminal)")
+    parser.add_argument("--score-every", type=_NON_NEGATIVE_INT, metavar="N", dest="score_every",
+                        help="with a kernel --model: uncertainty score of every N-th sample "
+                             "(default 10; 0 = none), written with Ṁ to OUT_uncertainty.csv; "
+                             "samples above the model's training threshold are reported")
     from ..parallel import add_arguments as add_parallel_arguments
 
     g = add_parallel_arguments(parser)
@@ -138,6 +142,9 @@ def run(args):
     if args.model and args.layout is not None:
         raise BornDataError("the Born charges come from the model; --layout applies to "
                             "--bec-from-file only", key="--layout")
+    if not args.model and args.score_every is not None:
+        raise BornDataError("--score-every scores a model's predictions: it needs --model",
+                            key="--score-every")
     from ..parallel import is_parallel, runner_from_args
 
     chunked = is_parallel(args.workers, args.scheduler) or args.cache
@@ -145,6 +152,7 @@ def run(args):
         from .. import load_model  # lazily: the model stack is heavy
 
         provider = load_model(args.model)  # also checks the file before any work
+        provider = _scored(args, provider, chunked)
         if chunked:
             from ..model_file import ModelFile
 
@@ -154,7 +162,32 @@ def run(args):
     with runner_from_args(args, "ir") as runner:
         spectrum = _spectrum(args, provider, runner if chunked else None)
     spectrum.to_csv(args.output)
+    if hasattr(provider, "rows"):  # extrapolation check (bornml.extrapolation)
+        provider.write(args.side_file)
+        print(provider.summary() or f"uncertainty scores of {len(provider.rows)} samples "
+              f"written to {args.side_file}: none above the model's threshold",
+              file=sys.stderr)
     return _finish(args, spectrum)
+
+
+def _scored(args, model, chunked):
+    """The model wrapped to score every --score-every-th sample, or the model unchanged."""
+    from ..extrapolation import SIDE_SUFFIX, ScoredProvider, has_posterior, why_no_posterior
+    from ..output_paths import CSV_SUFFIXES, check_output
+
+    every = 10 if args.score_every is None else args.score_every
+    if every == 0 or not has_posterior(model) or chunked:
+        if args.score_every and not has_posterior(model):
+            raise BornDataError(f"--score-every: {why_no_posterior(model)}", key="--score-every")
+        if args.score_every and chunked:
+            raise BornDataError("--score-every works without --workers/--cache only",
+                                key="--score-every")
+        return model
+    args.side_file = str(args.output)[:-len(".csv")] + SIDE_SUFFIX \
+        if str(args.output).lower().endswith(".csv") else str(args.output) + SIDE_SUFFIX
+    check_output(args.side_file, "--output (its uncertainty side file)", CSV_SUFFIXES,
+                 "CSV file")
+    return ScoredProvider(model, every)
 
 
 def _spectrum(args, provider, runner):
