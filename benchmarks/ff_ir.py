@@ -148,7 +148,7 @@ def plot(spectra, reference, path, title, xmax):
         nu = sp.wavenumber_cm1
         ax.plot(nu, sp.n_alpha_cm1, color=colors[name], lw=1.1,
                 label=f"{name} model" if name != "fixed" else "fixed charges tr(Z)/3")
-        if name != "fixed" and np.all(np.isfinite(sp.n_alpha_low_cm1)):
+        if name == "q+p" and np.all(np.isfinite(sp.n_alpha_low_cm1)):  # one band: legible
             ax.fill_between(nu, sp.n_alpha_low_cm1, sp.n_alpha_high_cm1, color=colors[name],
                             alpha=0.25, lw=0)
     ref_nu, ref_y, ref_label = reference
@@ -164,6 +164,27 @@ def plot(spectra, reference, path, title, xmax):
     plt.close(fig)
 
 
+def replot(system):
+    """The figure again from ``<system>_ff_ir_*.csv`` and ``<system>_ff_ir.json``."""
+    from bornml.spectra import read_experiment_csv
+    from bornml.spectra.ir import IRSpectrum
+
+    record = json.loads((OUT / f"{system}_ff_ir.json").read_text())
+    spectra = {name: IRSpectrum.read_csv(OUT / f"{system}_ff_ir_{name.replace('+', '')}.csv")
+               for name in ("q", "p", "q+p", "fixed")}
+    title = (f"{system}, kernel-FF NVE: {len(record['frames'])} runs × "
+             f"{min(record['frames'])} frames ({record['timestep_fs']:g} fs), "
+             f"T = {record['temperature_K']:.0f} K, max lag {record['max_lag_fs']:g} fs, "
+             "95 % band over runs (q+p)")
+    if system == "water":
+        experiment = read_experiment_csv(shared_data() / EXPERIMENT)
+        plot(spectra, (*experiment, "experiment (Bertie & Lan 1996)"), record["figure"], title,
+             4500)
+    else:
+        _, nu_d, na_d = dfpt_reference()
+        plot(spectra, (nu_d, na_d, "DFPT n·α = 2πν̃ε''"), record["figure"], title, 1400)
+
+
 def main():
     import bornml
     from bornml.spectra import read_experiment_csv
@@ -177,9 +198,13 @@ def main():
     parser.add_argument("--max-lag", type=float, default=1000.0, help="fs (1000)")
     parser.add_argument("--train-only", action="store_true", help="fit and save the BEC models")
     parser.add_argument("--reuse", action="store_true", help="load the BEC models of a run")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="redraw the figure from the CSV and JSON files of a run")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args()
     t0 = time.perf_counter()
+    if args.plot_only:
+        return replot(args.system)
     if args.train_only:
         emit({"bench": "ff_ir", "system": args.system,
               "bec_models": bec_models(args.system, args.n_sparse, args.progress)[1]})
@@ -210,7 +235,7 @@ def main():
     sp0 = spectra["q"]
     title = (f"{args.system}, kernel-FF NVE: {len(paths)} runs × {shortest} frames "
              f"({dt:g} fs), T = {sp0.temperature_K:.0f} K, max lag {sp0.max_lag_fs:g} fs, "
-             f"95 % band over runs")
+             f"95 % band over runs (q+p)")
     record = {"bench": "ff_ir", "system": args.system, "bec_models": info,
               "trajectories": [str(p) for p in paths], "frames": [counts[p] for p in paths],
               "timestep_fs": dt, "temperature_K": sp0.temperature_K,
