@@ -59,6 +59,8 @@ html_title = f"bornml {release}"
 html_static_path = []
 pygments_style = "sphinx"
 
+# "--flag" must stay two hyphens in prose and in the generated CLI reference
+smartquotes = False
 nitpicky = False
 suppress_warnings = []
 

@@ -15,6 +15,14 @@ from sphinx.util.docutils import SphinxDirective
 SECTION = re.compile(r"^# -- (.*?)\s*-*\s*$")
 
 
+def _inline(text, node):
+    """Append ``text`` to ``node``, with ````literal```` spans as literal nodes."""
+    for k, part in enumerate(re.split(r"``(.*?)``", text)):
+        if part:
+            node += nodes.literal(part, part) if k % 2 else nodes.Text(part)
+    return node
+
+
 def _literal(text):
     para = nodes.paragraph()
     para += nodes.literal(text, text)
@@ -35,7 +43,7 @@ def _table(rows, widths):
         tr = nodes.row()
         for cell in row:
             entry = nodes.entry()
-            entry += cell if isinstance(cell, nodes.Node) else nodes.paragraph(text=cell)
+            entry += cell if isinstance(cell, nodes.Node) else _inline(cell, nodes.paragraph())
             tr += entry
         (head if i == 0 else body).append(tr)
     return table
@@ -62,7 +70,7 @@ class KeysDirective(SphinxDirective):
         def flush():
             if len(rows) > 1:
                 if title:
-                    out.append(nodes.rubric(text=title[0].upper() + title[1:]))
+                    out.append(_inline(title[0].upper() + title[1:], nodes.rubric()))
                 out.append(_table(list(rows), [22, 30, 48]))
 
         rows = [["constant", "value", "meaning"]]
