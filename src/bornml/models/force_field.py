@@ -168,7 +168,7 @@ class ForceFieldModel(ParamsMixin):
         eqs = ForceFieldEquations(m)
         use_stress = bool(self.stress_weight)
         for index, frame in enumerate(tqdm(frames, desc="fit: design",
-                                           disable=not self.progress)):
+                                           disable=None if self.progress else True)):
             ctx = self.reference_set_.expand(frame, index)
             energy, forces, virial = self.term_.design(ctx, frame)
             e_core, f_core, w_core = self._baseline(ctx, frame)  # the targets less the wall

@@ -251,7 +251,7 @@ def predict_with_std(model, frames):
     single = isinstance(frames, Atoms)
     out = []
     for i, frame in enumerate(tqdm([frames] if single else list(frames), desc="predict ± σ",
-                                   disable=not model.progress)):
+                                   disable=None if model.progress else True)):
         pred = model.predict_frame(frame, i)
         pred.update(posterior.frame_uncertainty(model, frame, i))
         out.append(pred)
