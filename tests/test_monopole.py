@@ -242,8 +242,9 @@ def test_fit_solves_regularised_least_squares(quartz_frames, quartz_model):
 
 @pytest.fixture(scope="module")
 def tiny_tikhonov_model(quartz_frames):
-    return bornml.MonopoleModel(**SMALL, n_sparse=25, tikhonov=1e-12,
-                                regulariser="identity").fit(quartz_frames[14:17])
+    """Plain least squares (no sum-rule rows, μ = 0), so Φᵀ(Φw − z) = −ω s w exactly."""
+    return bornml.MonopoleModel(**SMALL, n_sparse=25, tikhonov=1e-12, regulariser="identity",
+                                sum_rule_weight=0.0).fit(quartz_frames[14:17])
 
 
 def test_fit_residual_orthogonal_to_design(quartz_frames, tiny_tikhonov_model):

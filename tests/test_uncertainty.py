@@ -32,7 +32,9 @@ def test_posterior_matches_brute_force_bayesian_regression(quartz_frames):
     """Independent Bayesian linear regression on the full design matrix: prior
     w ~ N(0, σ²/(ω s) I), noise σ² from the residuals with γ effective parameters."""
     train = quartz_frames[:3]
-    model = _q(n_sparse=8, regulariser="identity", tikhonov=1e-2).fit(train)
+    # μ = 0: plain ridge regression (the sum-rule rows are one more block of A_reg, tested in
+    # test_sum_rule.py)
+    model = _q(n_sparse=8, regulariser="identity", tikhonov=1e-2, sum_rule_weight=0.0).fit(train)
     phi = np.concatenate([_design(model, f) for f in train])
     z = np.concatenate([asr_corrected(keys.bec_of(f)).reshape(-1) for f in train])
     ata = phi.T @ phi
@@ -66,11 +68,11 @@ def test_std_vanishes_on_training_frames_without_noise(quartz_frames):
     """Labels the model can represent exactly (another fit's predictions on the same frames,
     so the same references) with ω → 0: σ and the std on the training frames → 0."""
     train = [f.copy() for f in quartz_frames[:3]]
-    noisy = _q(tikhonov=1e-3).fit(train)
+    noisy = _q(tikhonov=1e-3, sum_rule_weight=0.0).fit(train)
     noisy_std = max(np.max(p[keys.BEC_STD]) for p in noisy.predict(train, return_std=True))
     for frame, pred in zip(train, noisy.predict(train)):
         keys.set_bec(frame, pred[keys.BEC])
-    exact = _q(tikhonov=1e-12).fit(train)
+    exact = _q(tikhonov=1e-12, sum_rule_weight=0.0).fit(train)  # labels need not conserve Q
     assert exact.posterior_.noise_std < 1e-5 * noisy.posterior_.noise_std
     exact_std = max(np.max(p[keys.BEC_STD]) for p in exact.predict(train, return_std=True))
     assert exact_std < 1e-5 * noisy_std
