@@ -22,8 +22,7 @@ from .kernel import (
     contracted_weights,
     kernel_weighted_gradient,
 )
-
-REGULARISERS = ("kernel", "identity")
+from .scalar_kernel import checked_settings
 
 
 class ChargeTerm:
@@ -33,12 +32,7 @@ class ChargeTerm:
     learnt = True
 
     def __init__(self, zeta=2, regulariser="kernel"):
-        if int(zeta) != zeta or zeta < 1:
-            raise ValueError("zeta must be a positive integer")
-        if regulariser not in REGULARISERS:
-            raise ValueError(f"regulariser must be one of {REGULARISERS}")
-        self.zeta = int(zeta)
-        self.regulariser = regulariser
+        self.zeta, self.regulariser = checked_settings(zeta, regulariser)
         self.weights = None
         self._contracted = None
         self._regulariser = None

@@ -16,12 +16,11 @@ import scipy.linalg
 import scipy.sparse
 
 from .scalar_kernel import (
+    checked_settings,
     contract,
     reference_pair_gradients,
     site_values_and_pair_gradients,
 )
-
-REGULARISERS = ("kernel", "identity")
 
 
 def pairs_to_atoms(centers, neighbors, n_atoms):
@@ -50,12 +49,7 @@ class EnergyTerm:
     name = "energies"
 
     def __init__(self, zeta=2, regulariser="kernel"):
-        if int(zeta) != zeta or zeta < 1:
-            raise ValueError("zeta must be a positive integer")
-        if regulariser not in REGULARISERS:
-            raise ValueError(f"regulariser must be one of {REGULARISERS}")
-        self.zeta = int(zeta)
-        self.regulariser = regulariser
+        self.zeta, self.regulariser = checked_settings(zeta, regulariser)
         self.weights = None
         self._contracted = None
 

@@ -15,15 +15,19 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import keys
-from ..descriptors.soap import SoapSettings
 from ..errors import BornDataError
-from ..memory import FLOAT, check_memory, parse_bytes
+from ..memory import FLOAT, check_memory
 from .core_repulsion import core_energy_and_pair_gradients, shortest_distances
-from .energy_term import REGULARISERS, EnergyTerm, forces_and_virial
+from .descriptor_settings import (
+    check_descriptor_settings,
+    check_radial_basis,
+    soap_settings,
+)
+from .energy_term import EnergyTerm, forces_and_virial
 from .force_equations import ForceFieldEquations
 from .params import ParamsMixin
 from .reference_set import ReferenceSet
-from .sparsify import METHODS
+from .scalar_kernel import REGULARISERS
 from .training_data import predict_frames, source_of
 
 
@@ -71,22 +75,11 @@ class ForceFieldModel(ParamsMixin):
 
     @property
     def soap_settings(self):
-        return SoapSettings(cutoff=float(self.cutoff), max_radial=int(self.max_radial),
-                            max_angular=int(self.max_angular),
-                            atomic_width=float(self.atomic_width),
-                            cutoff_width=float(self.cutoff_width))
+        return soap_settings(self)
 
     def _check_settings(self):
         """ValueError naming the setting for values that cannot work."""
-        if self.sparse_method not in METHODS:
-            raise ValueError(f"sparse_method must be one of {METHODS}, got {self.sparse_method!r}")
-        if not self.cutoff > 0:
-            raise ValueError(f"cutoff must be positive (Å), got {self.cutoff}")
-        if not 0 <= self.cutoff_width < self.cutoff:
-            raise ValueError(f"cutoff_width must be ≥ 0 and smaller than cutoff, got "
-                             f"{self.cutoff_width}")
-        if int(self.n_sparse) != self.n_sparse or self.n_sparse < 1:
-            raise ValueError(f"n_sparse must be a positive integer, got {self.n_sparse}")
+        check_descriptor_settings(self)
         for name in ("tikhonov", "energy_weight", "force_weight", "stress_weight",
                      "core_margin", "core_stiffness"):
             if not getattr(self, name) >= 0:
@@ -95,9 +88,8 @@ class ForceFieldModel(ParamsMixin):
             raise ValueError("energy_weight, force_weight and stress_weight are all 0")
         if self.regulariser not in REGULARISERS:
             raise ValueError(f"regulariser must be one of {REGULARISERS}")
-        parse_bytes(self.max_memory)
         EnergyTerm(self.zeta, self.regulariser)  # checks ζ
-        self.soap_settings.radial_basis()
+        check_radial_basis(self)
 
     def _check_memory(self, n_bytes, what, hint):
         return check_memory(n_bytes, what, hint, self.max_memory)

@@ -20,15 +20,17 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import keys
-from ..descriptors.soap import SoapSettings
-from ..descriptors.species_channels import species_mixing
-from ..memory import FLOAT, check_memory, parse_bytes
-from .cross_validation import FALLBACK, choose_regularisation
+from ..memory import FLOAT, check_memory
 from ..parallel import SerialRunner, current_runner, frame_chunks
+from .cross_validation import FALLBACK, choose_regularisation
+from .descriptor_settings import (
+    check_descriptor_settings,
+    check_radial_basis,
+    soap_settings,
+)
 from .equations import KernelEquations
 from .params import ParamsMixin
 from .reference_set import ReferenceSet
-from .sparsify import METHODS
 from .training_data import predict_frames, training_species
 
 #: regularisation settings; None = chosen by cross-validation in fit
@@ -66,22 +68,11 @@ class KernelBECModel(ParamsMixin):
     # -- settings ---------------------------------------------------------------------------
     @property
     def soap_settings(self):
-        return SoapSettings(cutoff=float(self.cutoff), max_radial=int(self.max_radial),
-                            max_angular=int(self.max_angular),
-                            atomic_width=float(self.atomic_width),
-                            cutoff_width=float(self.cutoff_width))
+        return soap_settings(self)
 
     def _check_settings(self):
         """ValueError naming the setting for values that cannot work."""
-        if self.sparse_method not in METHODS:
-            raise ValueError(f"sparse_method must be one of {METHODS}, got {self.sparse_method!r}")
-        if not self.cutoff > 0:
-            raise ValueError(f"cutoff must be positive (Å), got {self.cutoff}")
-        if not 0 <= self.cutoff_width < self.cutoff:
-            raise ValueError(f"cutoff_width must be ≥ 0 and smaller than cutoff, got "
-                             f"{self.cutoff_width}")
-        if int(self.n_sparse) != self.n_sparse or self.n_sparse < 1:
-            raise ValueError(f"n_sparse must be a positive integer, got {self.n_sparse}")
+        check_descriptor_settings(self)
         if int(self.cv_folds) != self.cv_folds or self.cv_folds < 2:
             raise ValueError(f"cv_folds must be an integer ≥ 2, got {self.cv_folds}")
         for name, value in self._given_regularisation().items():
@@ -89,10 +80,8 @@ class KernelBECModel(ParamsMixin):
                 raise ValueError(f"{name} must be ≥ 0 or None (cross-validation), got {value}")
         if not getattr(self, "sum_rule_weight", 0.0) >= 0:
             raise ValueError(f"sum_rule_weight must be ≥ 0, got {self.sum_rule_weight}")
-        parse_bytes(self.max_memory)
-        species_mixing((1,), self.species_channels)  # checks the value
         self._make_terms()  # the terms check their own settings (ζ, regulariser, charges)
-        self.soap_settings.radial_basis()  # large cutoff/atomic_width: refused before any work
+        check_radial_basis(self)
 
     def _check_memory(self, n_bytes, what, hint):
         """Stop before a step that needs more than ``max_memory`` (see :mod:`bornml.memory`)."""

@@ -7,9 +7,10 @@ A preset of :class:`~bornml.models.kernel_estimator.KernelBECModel` with one ter
 :class:`~bornml.models.charge_term.ChargeTerm`.
 """
 
-from .charge_term import REGULARISERS, ChargeTerm
+from .charge_term import ChargeTerm
 from .equations import asr_corrected
 from .kernel_estimator import SUM_RULE_WEIGHT, KernelBECModel
+from .scalar_kernel import REGULARISERS
 
 SOAP_DOC = """
     cutoff : float

@@ -24,6 +24,18 @@ from .kernel import (
 #: pairs per block of the design route (bounds the (pairs, 3, features) Jacobian in memory)
 PAIR_BLOCK = 2048
 
+#: priors of the weights of a scalar-kernel term: ω·wᵀK_MM·w or ω·|w|²
+REGULARISERS = ("kernel", "identity")
+
+
+def checked_settings(zeta, regulariser):
+    """(ζ as int, regulariser) of a scalar-kernel term; ValueError naming a bad one."""
+    if int(zeta) != zeta or zeta < 1:
+        raise ValueError("zeta must be a positive integer")
+    if regulariser not in REGULARISERS:
+        raise ValueError(f"regulariser must be one of {REGULARISERS}")
+    return int(zeta), regulariser
+
 
 def reference_pair_gradients(refs, ctx, frame, z, zeta, rows):
     """Kernel values and pair gradients of the centres of species ``z`` against its references.
