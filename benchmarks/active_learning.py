@@ -24,7 +24,6 @@ import argparse
 import time
 
 import numpy as np
-
 from _common import DATASETS, emit, shared_data
 from learning_curve import model_for, split, training_subset
 

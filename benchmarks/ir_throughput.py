@@ -50,8 +50,7 @@ def copy_prefix(src, dst, n_frames):
         n_atoms = int(fin.readline())
         fin.seek(0)
         with open(dst, "wb") as fout:
-            for _ in range(n_frames * (n_atoms + 2)):
-                fout.write(fin.readline())
+            fout.writelines(fin.readline() for _ in range(n_frames * (n_atoms + 2)))
 
 
 def get_model(args):

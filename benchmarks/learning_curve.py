@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import DATASETS, emit, shared_data
 
 HYPERS = {

@@ -19,15 +19,14 @@ One JSON line per (data set, model, species channels):
 
 import argparse
 import json
-from pathlib import Path
 import resource
 import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
-
 from _common import emit, shared_data
 
 G2_ELEMENTS = {"H", "C", "N", "O", "F", "Si", "P", "S", "Cl"}

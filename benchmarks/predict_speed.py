@@ -22,7 +22,6 @@ import platform
 import time
 
 import numpy as np
-
 from _common import emit, median_ms
 from learning_curve import HYPERS, load_split, model_for
 

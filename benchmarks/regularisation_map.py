@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import DATASETS, emit, shared_data
 from learning_curve import HYPERS, split, training_subset
 

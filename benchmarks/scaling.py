@@ -38,7 +38,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
 from _common import DATASETS, emit, shared_data
 
 IDLE_EFFICIENCY = 0.9  # assumed per-worker efficiency on dedicated cores (projection)
@@ -58,8 +57,9 @@ def dask_runner(workers):
     the same overheads as 2, unlike the in-process path of ``open_runner(1)``)."""
     import logging
 
-    from bornml.parallel import DaskRunner
     from distributed import Client, LocalCluster
+
+    from bornml.parallel import DaskRunner
 
     with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None,
                       silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
@@ -308,9 +308,9 @@ def main():
                         choices=("ir", "train", "predict", "memory"))
     args = parser.parse_args()
 
-    import bornml
-
     from learning_curve import HYPERS
+
+    import bornml
 
     water = bornml.read_frames(shared_data() / DATASETS["water"])
     hypers = dict(HYPERS["water"], n_sparse=args.n_sparse, progress=False)

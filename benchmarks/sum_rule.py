@@ -18,7 +18,6 @@ import argparse
 import time
 
 import numpy as np
-
 from _common import emit
 from learning_curve import load_split, model_for
 

@@ -13,7 +13,6 @@ import argparse
 import resource
 import time
 
-
 from _common import emit
 from learning_curve import cross_validated, load_split, model_for
 

@@ -14,7 +14,6 @@ import json
 import time
 
 import numpy as np
-
 from _common import DATASETS, emit, shared_data
 from learning_curve import split, training_subset
 

@@ -30,7 +30,6 @@ import time
 
 import numpy as np
 import scipy.stats
-
 from _common import DATASETS, emit, shared_data
 from learning_curve import load_split, model_for, split, training_subset
 

@@ -54,7 +54,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import DATASETS, REPO, emit, shared_data
 from learning_curve import HYPERS, split, training_subset
 from water_md import Q_H_E, Q_O_E
@@ -145,7 +144,7 @@ def get_model(args, out_dir):
         path = out_dir / "water_q.npz"
         model.save(path)
         info["path"] = str(path)
-        info["n_train"] = int(len(idx))
+        info["n_train"] = len(idx)
     info["n_sparse"] = {int(z): len(r) for z, r in model.references_.items()}
     info["params"] = model.get_params()
     te = bec_errors(held, model.predict(held))

@@ -4,15 +4,14 @@ algebra: fed the same charges, pair gradients and dipole pair gradients they giv
 
 import numpy as np
 import pytest
+from _structures import perturbed_molecule
 
 from bornml.models.bec_assembly import assemble_bec
 from bornml.models.dipole_term import scatter_pairs
 
-from _structures import perturbed_molecule
-
 torch = pytest.importorskip("torch")
 pytest.importorskip("mace")
-from bornml.models.mace_bec import born_charges, frame_graph  # noqa: E402
+from bornml.models.mace_bec import born_charges, frame_graph
 
 
 class LinearHeads(torch.nn.Module):

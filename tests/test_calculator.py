@@ -3,6 +3,7 @@
 
 import numpy as np
 import pytest
+from _structures import SMALL, finite_difference_bec, perturbed_molecule
 from ase import units as ase_units
 from ase.calculators.calculator import Calculator, all_changes
 from ase.md.verlet import VelocityVerlet
@@ -10,8 +11,6 @@ from ase.md.verlet import VelocityVerlet
 import bornml
 from bornml import keys
 from bornml.calculator import BornCalculator, FieldEnergyUndefined
-
-from _structures import SMALL, finite_difference_bec, perturbed_molecule
 
 
 class Tether(Calculator):

@@ -12,8 +12,13 @@ import bornml
 from bornml.demo import shipped_data_path
 from bornml.descriptors.neighbors import neighbor_list
 from bornml.descriptors.radial import shifted_cosine
-from bornml.descriptors.soap import (FrameExpansion, SoapSettings, power_spectrum,
-                                     power_spectrum_pair_gradients, power_spectrum_vjp)
+from bornml.descriptors.soap import (
+    FrameExpansion,
+    SoapSettings,
+    power_spectrum,
+    power_spectrum_pair_gradients,
+    power_spectrum_vjp,
+)
 
 # one small set of hyper-parameters for the whole module (the radial basis is built once)
 SETTINGS = SoapSettings(cutoff=5.0, max_radial=4, max_angular=3, atomic_width=0.3,
@@ -157,7 +162,7 @@ def test_pair_vjp_matches_finite_differences(system, quartz_frame, radial_basis)
         check = np.array([0, 5, 40, 71])  # O and Si atoms; every image moves with its atom
     species = species_of(atoms)
     fe = expansion(atoms, radial_basis, species)
-    assert np.any((fe.pairs.distances > SETTINGS.cutoff - SETTINGS.cutoff_width))
+    assert np.any(fe.pairs.distances > SETTINGS.cutoff - SETTINGS.cutoff_width)
     adjoint = np.random.default_rng(3).normal(size=fe.coefficients.shape)
 
     def scalar(a):

@@ -4,6 +4,14 @@ the fit, charge regularisation, model files, and accuracy on real DFT data."""
 
 import numpy as np
 import pytest
+from _structures import (
+    SMALL,
+    finite_difference_along,
+    finite_difference_bec,
+    perturbed_molecule,
+    rotated,
+    synthetic_molecule_frames,
+)
 from scipy.spatial.transform import Rotation
 
 import bornml
@@ -14,9 +22,6 @@ from bornml.errors import ModelFileError
 from bornml.metrics import bec_errors
 from bornml.models.kernel import normalise
 from bornml.models.monopole import asr_corrected
-
-from _structures import (SMALL, finite_difference_along, finite_difference_bec,
-                         perturbed_molecule, rotated, synthetic_molecule_frames)
 
 
 @pytest.fixture(scope="module")

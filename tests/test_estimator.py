@@ -3,12 +3,11 @@ regularisation whose fold errors are the errors of real predictions."""
 
 import numpy as np
 import pytest
+from _structures import SMALL
 
 import bornml
 from bornml import keys
 from bornml.models.equations import asr_corrected
-
-from _structures import SMALL
 
 PRESETS = [bornml.MonopoleModel, bornml.DipoleModel, bornml.CombinedModel]
 

@@ -26,8 +26,7 @@ def make_frame(n=4, seed=0):
 def raw_xyz(path, frames_text):
     """Write hand-made extxyz frames: list of (comment, [atom lines])."""
     with open(path, "w") as fh:
-        for comment, rows in frames_text:
-            fh.write(f"{len(rows)}\n{comment}\n" + "".join(r + "\n" for r in rows))
+        fh.writelines(f"{len(rows)}\n{comment}\n" + "".join(r + "\n" for r in rows) for comment, rows in frames_text)
     return path
 
 

@@ -9,12 +9,11 @@ import subprocess
 
 import numpy as np
 import pytest
+from _structures import SMALL, perturbed_molecule
 
 import bornml
 from bornml import keys, units
 from bornml.io.ipi import read_ipi_xyz, write_ipi_bec
-
-from _structures import SMALL, perturbed_molecule
 
 pytest.importorskip("ipi")
 IPI = shutil.which("i-pi")

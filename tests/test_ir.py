@@ -14,8 +14,7 @@ from ase import Atoms
 from scipy import constants as sc
 
 from bornml.errors import BornDataError
-from bornml.spectra import IRSpectrum, ir_spectrum, plot_ir, read_experiment_csv
-from bornml.spectra import ir_cli
+from bornml.spectra import IRSpectrum, ir_cli, ir_spectrum, plot_ir, read_experiment_csv
 from bornml.spectra.trajectory import TrajectoryStats, iter_frames
 
 # 1 Å/fs in m/s and the angular frequency (rad/fs) of 1 cm⁻¹, from scipy.constants

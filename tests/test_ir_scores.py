@@ -4,11 +4,10 @@ in a side file, and the refusals of --score-every where it cannot apply."""
 import csv
 
 import numpy as np
+from test_cli_inputs import run
 
 import bornml
 from bornml.demo import shipped_data_path, spring_network_trajectory
-
-from test_cli_inputs import run
 
 
 def test_ir_writes_scores_next_to_mdot(tmp_path):

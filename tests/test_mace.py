@@ -11,6 +11,7 @@ pytest.importorskip("mace")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 torch = pytest.importorskip("torch")
 
+from _structures import finite_difference_bec
 from ase import Atoms
 
 from bornml.errors import BornDataError, ModelFileError
@@ -20,8 +21,6 @@ from bornml.models.mace_model import (
     model_from_cli_args,
 )
 from bornml.models.serialization import load_model
-
-from _structures import finite_difference_bec  # noqa: E402
 
 torch.set_num_threads(1)
 HEADS = ("q", "p", "q+p")

@@ -3,6 +3,7 @@ memory checked before the work, and non-periodic frames end to end."""
 
 import numpy as np
 import pytest
+from _structures import SMALL, finite_difference_bec, perturbed_molecule
 from ase import Atoms
 
 import bornml
@@ -12,8 +13,6 @@ from bornml.descriptors.species_channels import species_mixing
 from bornml.errors import BornDataError, MemoryLimitError
 from bornml.memory import parse_bytes
 from bornml.models.kernel import normalise
-
-from _structures import SMALL, finite_difference_bec, perturbed_molecule
 
 SETTINGS = SoapSettings(cutoff=4.0, max_radial=3, max_angular=3)
 SPECIES = (1, 6, 7, 8, 9, 16, 17)  # 7 elements

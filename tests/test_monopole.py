@@ -7,6 +7,14 @@ import json
 import numpy as np
 import pytest
 import scipy.linalg
+from _structures import (
+    SMALL,
+    finite_difference_along,
+    finite_difference_bec,
+    perturbed_molecule,
+    rotated,
+    synthetic_molecule_frames,
+)
 from ase import Atoms
 from ase.geometry import find_mic
 
@@ -17,10 +25,6 @@ from bornml.metrics import bec_errors
 from bornml.models.kernel import kernel
 from bornml.models.monopole import asr_corrected
 from bornml.models.sparsify import select_sparse
-
-from _structures import (SMALL, finite_difference_along, finite_difference_bec,
-                         perturbed_molecule, rotated, synthetic_molecule_frames)
-
 
 # -- fixtures and helpers ------------------------------------------------------------------------
 
@@ -544,8 +548,12 @@ def test_zro2_held_out_accuracy(zro2):
 @pytest.mark.parametrize("zeta", [1, 2])
 def test_contracted_kernel_route_equals_explicit_sum(zeta):
     """For ζ = 1, 2 predictions contract the weights over references first; same numbers."""
-    from bornml.models.kernel import (contracted_weighted_gradient, contracted_weights,
-                                      kernel_weighted_gradient, normalise)
+    from bornml.models.kernel import (
+        contracted_weighted_gradient,
+        contracted_weights,
+        kernel_weighted_gradient,
+        normalise,
+    )
 
     rng = np.random.default_rng(3)
     xhat, norms = normalise(rng.normal(size=(7, 12)))

@@ -10,13 +10,12 @@ Quick tour::
     model = bornml.load_model("water.bornml.npz")
 """
 
-from ._version import __version__  # noqa: E402,F401
-
-from .io import read_frames, write_frames  # noqa: E402
-from .models.dipole import CombinedModel, DipoleModel  # noqa: E402
-from .models.force_field import ForceFieldModel  # noqa: E402
-from .models.monopole import MonopoleModel  # noqa: E402
-from .models.serialization import load_model  # noqa: E402
+from ._version import __version__
+from .io import read_frames, write_frames
+from .models.dipole import CombinedModel, DipoleModel
+from .models.force_field import ForceFieldModel
+from .models.monopole import MonopoleModel
+from .models.serialization import load_model
 
 
 def ir_spectrum(*args, **kwargs):
@@ -26,5 +25,14 @@ def ir_spectrum(*args, **kwargs):
     return _ir(*args, **kwargs)
 
 
-__all__ = ["read_frames", "write_frames", "MonopoleModel", "DipoleModel", "CombinedModel", "ForceFieldModel", "load_model", "ir_spectrum",
-           "__version__"]
+__all__ = [
+    "CombinedModel",
+    "DipoleModel",
+    "ForceFieldModel",
+    "MonopoleModel",
+    "__version__",
+    "ir_spectrum",
+    "load_model",
+    "read_frames",
+    "write_frames",
+]

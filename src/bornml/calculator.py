@@ -11,8 +11,11 @@ forces are given and ``energy`` / ``dipole`` raise :class:`FieldEnergyUndefined`
 """
 
 import numpy as np
-from ase.calculators.calculator import (Calculator, PropertyNotImplementedError,
-                                        all_changes)
+from ase.calculators.calculator import (
+    Calculator,
+    PropertyNotImplementedError,
+    all_changes,
+)
 
 from . import keys, units
 

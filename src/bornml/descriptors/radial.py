@@ -9,9 +9,8 @@ and bornml's own expansion, so both compute the same descriptor; the table is st
 files, so a saved model does not depend on the featomic version that built it.
 """
 
-from dataclasses import dataclass
-
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -35,8 +35,8 @@ def write_frames(path, frames, *, extra_per_atom=None):
             raise BornDataError(f"extra_per_atom has {len(values)} arrays for {len(frames)} "
                                 "frames", path=path, key=name)
     with atomic_path(path) as tmp, open(tmp, "w") as fh:
-        for i, frame in enumerate(frames):
-            fh.write(_frame_text(frame, {k: v[i] for k, v in extra.items()}, path, i))
+        fh.writelines(_frame_text(frame, {k: v[i] for k, v in extra.items()}, path, i)
+                      for i, frame in enumerate(frames))
 
 
 def _fmt_column(name, value, n, path, frame):

@@ -59,8 +59,8 @@ def choose_regularisation(model, eqs, given):
         # a common ω first (the full grid), then each ω around it, two decades either side
         # in steps of one, then λ_q (the q+p systems are the largest: solves are counted)
         if "tikhonov" in free and "dipole_tikhonov" in free:
-            common = min(((score(dict(values, tikhonov=w, dipole_tikhonov=w)), -w, w)
-                          for w in OMEGAS))[2]
+            common = min((score(dict(values, tikhonov=w, dipole_tikhonov=w)), -w, w)
+                          for w in OMEGAS)[2]
             values.update(tikhonov=common, dipole_tikhonov=common)
         for name in ("dipole_tikhonov", "tikhonov"):
             if name in free:

@@ -90,4 +90,4 @@ class CombinedModel(KernelBECModel):
                 "dipoles": float(values["dipole_tikhonov"])}
 
 
-__all__ = ["DipoleModel", "CombinedModel"]
+__all__ = ["CombinedModel", "DipoleModel"]

@@ -147,7 +147,7 @@ class DipoleTerm:
 
     def regulariser_matrix(self):
         """None: the identity (ω_p|y|²), added to the diagonal without a matrix."""
-        return None
+        return
 
     def set_weights(self, y):
         self.weights = {}

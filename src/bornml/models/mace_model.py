@@ -276,7 +276,7 @@ class MaceBECModel(ParamsMixin):
 
 
 # -- command line hooks ---------------------------------------------------------------------
-from .mace_options import add_mace_cli_options, mace_setting  # noqa: E402  (torch-free)
+from .mace_options import add_mace_cli_options, mace_setting
 
 
 def model_from_cli_args(head, args):

@@ -85,4 +85,4 @@ class MonopoleModel(KernelBECModel):
         return {"charges": float(values["tikhonov"])}
 
 
-__all__ = ["MonopoleModel", "asr_corrected", "REGULARISERS"]
+__all__ = ["REGULARISERS", "MonopoleModel", "asr_corrected"]

@@ -44,9 +44,8 @@ def write_archive(path, model, arrays, extra=None):
     }
     arrays = dict(arrays)
     arrays["metadata"] = np.array(json.dumps(meta))
-    with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 def read_archive(path):

@@ -172,7 +172,12 @@ def run(args):
 
 def _scored(args, model, chunked):
     """The model wrapped to score every --score-every-th sample, or the model unchanged."""
-    from ..extrapolation import SIDE_SUFFIX, ScoredProvider, has_posterior, why_no_posterior
+    from ..extrapolation import (
+        SIDE_SUFFIX,
+        ScoredProvider,
+        has_posterior,
+        why_no_posterior,
+    )
     from ..output_paths import CSV_SUFFIXES, check_output
 
     every = 10 if args.score_every is None else args.score_every
