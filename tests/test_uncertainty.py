@@ -166,3 +166,25 @@ def test_cli_predict_uncertainty_and_select(fitted, quartz_frames, tmp_path, cap
     assert keys.BEC not in bornml.read_frames(picked, require_bec=False)[0].arrays
     indices = np.loadtxt(tmp_path / "pick_indices.txt")
     assert indices[:, 0].astype(int).tolist() == chosen
+
+
+def test_cli_predict_scores_every_nth_frame_by_default(fitted, quartz_frames, tmp_path, capsys):
+    """Without --uncertainty, predict checks every --score-every-th frame (a scored frame costs
+    ~20 plain predictions) and names the flagged frame by its index in the file."""
+    from bornml.cli import main
+
+    model = tmp_path / "q.npz"
+    fitted.save(model)
+    far = quartz_frames[5].copy()
+    far.set_cell(far.cell * 0.85, scale_atoms=True)
+    pool = tmp_path / "pool.extxyz"
+    bornml.write_frames(pool, quartz_frames[10:14] + [far])  # the far frame is frame 4
+    out = tmp_path / "pred.extxyz"
+    assert main(["predict", str(model), str(pool), "-o", str(out), "--score-every", "2",
+                 "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "1 of 3 scored frames" in err and "frame 4" in err
+    assert keys.BEC_STD not in bornml.read_frames(out, require_bec=False)[0].arrays
+    assert main(["predict", str(model), str(pool), "-o", str(out), "--score-every", "3",
+                 "--no-progress"]) == 0  # frames 0 and 3: the far frame is not checked
+    assert "outside" not in capsys.readouterr().err
