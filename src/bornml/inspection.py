@@ -48,10 +48,9 @@ def is_isolated(atoms, bond_cutoff=3.0):
     crosses a cell boundary (a molecule in a box with a vacuum gap)."""
     if not atoms.pbc.any():
         return True
-    from ase.neighborlist import neighbor_list
+    from .descriptors.neighbors import neighbor_list, periodic_directions
 
-    _, _, shifts = neighbor_list("ijS", atoms, bond_cutoff)
-    return not np.any(shifts != 0)
+    return not periodic_directions(neighbor_list(atoms, bond_cutoff), atoms.positions).any()
 
 
 def format_provenance(paths, fmt=None):

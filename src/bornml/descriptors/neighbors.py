@@ -50,3 +50,12 @@ def neighbor_list(atoms, cutoff, neighbor_key=None):
     i, j = i[keep][order].astype(np.int64), j[keep][order].astype(np.int64)
     return NeighborList(i, j, np.asarray(shifts)[keep][order].astype(np.int64),
                         np.asarray(vectors, dtype=float)[keep][order], distances[keep][order])
+
+
+def periodic_directions(pairs, positions):
+    """(3,) bool: Cartesian directions a along which some pair's image shift
+    T_p = d_p − (r_j − r_i) (Å) has a component. A molecule in a box with a vacuum gap has
+    none; a slab with vacuum along z is periodic in x and y only. ``pairs``: a
+    :class:`NeighborList`; ``positions`` (N, 3) Å."""
+    shift = pairs.vectors - (positions[pairs.neighbors] - positions[pairs.centers])
+    return np.any(np.abs(shift) > 1e-8, axis=0)

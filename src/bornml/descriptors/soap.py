@@ -26,7 +26,7 @@ from functools import lru_cache
 import numpy as np
 
 from ._kernels import accumulate_density, pull_back_many_to_pairs
-from .neighbors import neighbor_list
+from .neighbors import neighbor_list, periodic_directions
 from .radial import RadialBasis
 
 
@@ -120,9 +120,7 @@ class FrameExpansion:
         """(3,) bool: Cartesian directions a in which some pair's image shift T_p has a
         component (T_p = d_p − (r_j − r_i), Å). A slab with vacuum along z is periodic in x, y
         only: its z rows of Z are exact derivatives of P_z = Σ q'_i z_i."""
-        p = self.pairs
-        shift = p.vectors - (self.positions[p.neighbors] - self.positions[p.centers])
-        return np.any(np.abs(shift) > 1e-8, axis=0)
+        return periodic_directions(self.pairs, self.positions)
 
     @property
     def n_channels(self):

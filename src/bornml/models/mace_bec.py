@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .. import keys
-from ..descriptors.neighbors import neighbor_list
+from ..descriptors.neighbors import neighbor_list, periodic_directions
 from .mace_network import scatter_sum
 
 
@@ -50,13 +50,6 @@ class Graph:
         fields = {k: (v.to(device) if isinstance(v, torch.Tensor) else v)
                   for k, v in self.__dict__.items()}
         return Graph(**fields)
-
-
-def periodic_directions(nl, positions):
-    """(3,) bool: Cartesian directions along which some neighbour pair crosses the cell
-    (as :attr:`bornml.descriptors.soap.FrameExpansion.periodic_directions`)."""
-    shift = nl.vectors - (positions[nl.neighbors] - positions[nl.centers])
-    return np.any(np.abs(shift) > 1e-8, axis=0)
 
 
 def frame_graph(atoms, species_index, r_max, dtype, targets=None):
