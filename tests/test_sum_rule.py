@@ -169,3 +169,34 @@ def test_slab_dipole_derivative_matches_its_born_charges(q_model, quartz_frames)
     z = q_model.predict(slab)[keys.BEC]
     np.testing.assert_allclose(q_model.dipole_derivative(slab, v),
                                np.einsum("jab,jb->a", z, v), atol=1e-10)
+
+
+def test_weighted_sum_rule_solve_leaving_out_a_fold_equals_stacked_least_squares():
+    """Cross-validation's training system (every fold but one) with the sum-rule rows: the
+    same as least squares on the other folds' frames stacked with √μ·S."""
+    import ase
+
+    rng = np.random.default_rng(5)
+    n_atoms, n = 4, 6
+    eqs = KernelEquations({"charges": slice(0, n)}, (8,), 0, n_folds=3)
+    kept = []
+    for k in range(6):  # frame k goes to fold k mod 3
+        frame = ase.Atoms("O4", positions=rng.normal(size=(4, 3)), cell=np.eye(3) * 5,
+                          pbc=True)
+        frame.arrays[keys.BEC] = rng.normal(size=(n_atoms, 3, 3))
+        design = rng.normal(size=(n_atoms * 9, n))
+        s = rng.normal(size=(9, n))
+        s[:, -1] = 0.0  # a column no sum-rule row touches (a dipole column)
+        eqs.add(design, None, frame, s)
+        if k % 3 != 1:
+            z = frame.arrays[keys.BEC]
+            kept.append((design, s / np.sqrt(n_atoms), (z - z.mean(0)).ravel()))
+    mu, omega = 3.0, 1e-3
+    for _ in range(2):  # the second solve reuses the cached all-fold product
+        w = eqs.solve(["charges"], {"charges": None}, {"charges": omega}, exclude=1,
+                      sum_rule_weight=mu)
+    phi = np.concatenate([d for d, _, _ in kept])
+    rows = np.concatenate([r for _, r, _ in kept])
+    lhs = phi.T @ phi + mu * rows.T @ rows + omega * np.trace(phi.T @ phi) / n * np.eye(n)
+    expected = np.linalg.solve(lhs, phi.T @ np.concatenate([t for _, _, t in kept]))
+    np.testing.assert_allclose(w, expected, rtol=1e-8)

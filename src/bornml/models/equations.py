@@ -71,6 +71,7 @@ class KernelEquations:
         self.parts = [_Part(self.n, n_charge, species) for _ in range(max(1, n_folds))]
         self.first_frame = int(first_frame)
         self.n_frames = 0
+        self._sum_rule_gram_cache = None  # (column set, live columns, SᵀS of all folds)
 
     def add(self, design, charge_design, frame, sum_rule=None):
         """Add one frame: ``design`` (N·9, n), ``charge_design`` (N, n_charge), ``sum_rule``
@@ -79,6 +80,7 @@ class KernelEquations:
         self.n_frames += 1
         if sum_rule is not None:
             part.sum_rule.append(sum_rule / np.sqrt(len(frame)))
+            self._sum_rule_gram_cache = None
         target = asr_corrected(keys.bec_of(frame))
         z = target.reshape(-1)
         part.a += design.T @ design  # (one transient n×n product)
@@ -127,7 +129,7 @@ class KernelEquations:
                 mine.counts[s] += theirs.counts[s]
             mine.sum_rule.extend(theirs.sum_rule)
         self.n_frames += other.n_frames
-        self._last_training = None
+        self._last_training = self._sum_rule_gram_cache = None
         return self
 
     __iadd__ = merge
@@ -154,7 +156,7 @@ class KernelEquations:
             part.offsets = part.offsets @ t
             part.sum_rule = [rows @ t for rows in part.sum_rule]
         self.blocks, self.n = new_blocks, new_n
-        self._last_training = None
+        self._last_training = self._sum_rule_gram_cache = None
         return self
 
     # -- sums -------------------------------------------------------------------------------
@@ -206,6 +208,23 @@ class KernelEquations:
         rows = [r for k, p in enumerate(self.parts) if k != exclude for r in p.sum_rule]
         return np.concatenate(rows) if rows else np.zeros((0, self.n))
 
+    def _sum_rule_gram(self, idx, exclude):
+        """(live, SᵀS): the columns of ``idx`` (positions in it) that some sum-rule row touches
+        (the charge columns) and the Gram matrix of the rows of every fold but ``exclude``
+        over them. The all-fold product is formed once per column set (cross-validation asks
+        for it at every grid point and fold); a fold's own product is subtracted."""
+        cache = self._sum_rule_gram_cache
+        if cache is None or cache[0] != idx.tobytes():
+            rows = self.sum_rule_rows()[:, idx]
+            live = np.flatnonzero(np.any(rows != 0, axis=0))
+            rows = rows[:, live]
+            cache = self._sum_rule_gram_cache = (idx.tobytes(), live, rows.T @ rows)
+        _, live, total = cache
+        if exclude is None or not self.parts[exclude].sum_rule:
+            return live, total
+        fold = np.concatenate(self.parts[exclude].sum_rule)[:, idx[live]]
+        return live, total - fold.T @ fold
+
     def _lhs_builder(self, terms, regularisers, omegas, charge_regularisation, exclude,
                      sum_rule_weight):
         """(build, slices): ``build(jitter)`` returns a fresh regularised normal matrix
@@ -220,10 +239,8 @@ class KernelEquations:
 
         sum_rule, live = None, None
         if sum_rule_weight:
-            sum_rule = self.sum_rule_rows(exclude)[:, idx]
-            live = np.flatnonzero(np.any(sum_rule != 0, axis=0))  # the charge columns
-            sum_rule = sum_rule[:, live]
-            sum_rule = sum_rule_weight * (sum_rule.T @ sum_rule)
+            live, gram = self._sum_rule_gram(idx, exclude)
+            sum_rule = sum_rule_weight * gram
 
         def build(jitter):
             lhs = self._matrix(idx, exclude)
