@@ -13,7 +13,6 @@ import numpy as np
 import scipy.linalg
 
 from .. import keys
-from ..descriptors._kernels import pair_feature_jacobian
 from ..descriptors.soap import power_spectrum_vjp
 from .bec_assembly import assemble_bec
 from .bec_assembly import dipole_derivative as charge_dipole_derivative
@@ -22,7 +21,7 @@ from .kernel import (
     contracted_weights,
     kernel_weighted_gradient,
 )
-from .scalar_kernel import checked_settings
+from .scalar_kernel import checked_settings, reference_pair_gradients
 
 
 class ChargeTerm:
@@ -70,50 +69,25 @@ class ChargeTerm:
         neutral-charge rows, and the unprojected sum Σ_j Z_j^local (a, b) that the sum-rule
         projection removes in a periodic frame; columns the references of all species in
         species order."""
-        fe, xhat, norms = ctx
+        fe, xhat, _ = ctx
         refs = self.refs
-        S = len(refs.species)
-        L = refs.settings.max_angular
         n_atoms = len(frame)
-        coef = fe.coefficients.reshape(n_atoms, fe.n_channels * (refs.settings.max_radial + 1),
-                                       -1)
-        factors = 2.0 / np.sqrt(2 * np.arange(L + 1) + 1.0)
-        periodic = ctx.fe.periodic_directions
+        periodic = fe.periodic_directions
         self_term = fe.norm_pair_gradients(xhat)  # x̂_i·∂x_i/∂d_p, every pair at once
         rows = refs.rows(self.check_memory)
         designs, charge_designs, sums = [], [], []
         for z in refs.species:
-            ref = refs.references[z]
-            m = len(ref)
-            atoms = np.flatnonzero(frame.numbers == z)
-            if len(atoms) == 0:  # species absent from this frame: its columns are zero
+            m = len(refs.references[z])
+            if not np.any(frame.numbers == z):  # species absent from this frame: zero columns
                 designs.append(np.zeros((n_atoms * 9, m)))
                 charge_designs.append(np.zeros((n_atoms, m)))
                 sums.append(np.zeros((9, m)))
                 continue
-            k_atoms = xhat[atoms] @ ref.T  # (n_z, M)
+            # K_ik and ∂K_ik/∂d_p of the centres of species z against its references
+            atoms, values, pair_ids, grads = reference_pair_gradients(
+                refs, ctx, frame, z, self.zeta, rows, self_term)
             charges = np.zeros((n_atoms, m))
-            charges[atoms] = k_atoms ** self.zeta
-            f_all = np.zeros((n_atoms, m))
-            k_all = np.zeros((n_atoms, m))
-            f_all[atoms] = self.zeta * k_atoms ** (self.zeta - 1) / norms[atoms, None]
-            k_all[atoms] = k_atoms
-            # ∂K_ik/∂d_p = f_ik (V_k · W_p − k_ik x̂_i·∂x_i/∂d_p): W from the pair Jacobian,
-            # V from the references (one GEMM per neighbour species)
-            pair_ids = np.flatnonzero(np.isin(fe.pairs.centers, atoms))
-            grads = np.empty((len(pair_ids), 3, m))
-            centers = fe.pairs.centers[pair_ids]
-            for s in range(S):
-                sub = np.flatnonzero(fe._pair_species[pair_ids] == s)
-                if len(sub) == 0:
-                    continue
-                w = pair_feature_jacobian(fe.pair_jacobian_subset(pair_ids[sub]), coef,
-                                          centers[sub], factors)
-                g = rows[z, s] @ w.reshape(len(sub) * 3, -1).T  # (M, 3n)
-                g = g.reshape(m, len(sub), 3).transpose(1, 2, 0)  # (n, 3, M)
-                g -= k_all[centers[sub], None, :] * self_term[pair_ids[sub], :, None]
-                g *= f_all[centers[sub], None, :]
-                grads[sub] = g
+            charges[atoms] = values
             bec, neutral, residual = assemble_bec(
                 charges, grads, fe.pairs.centers[pair_ids], fe.pairs.neighbors[pair_ids],
                 fe.pairs.vectors[pair_ids], fe.positions, periodic)

@@ -76,6 +76,7 @@ class EnergyTerm:
         energy = np.zeros(m_all)
         forces = np.zeros((n_atoms, 3, m_all))
         virial = np.zeros((3, 3, m_all))
+        self_term = ctx.fe.norm_pair_gradients(ctx.xhat)  # shared by every species
         start = 0
         for z in self.refs.species:
             m = len(self.refs.references[z])
@@ -84,7 +85,7 @@ class EnergyTerm:
             if not np.any(frame.numbers == z):
                 continue
             _, values, ids, grads = reference_pair_gradients(self.refs, ctx, frame, z,
-                                                             self.zeta, rows)
+                                                             self.zeta, rows, self_term)
             energy[cols] = values.sum(axis=0)
             b = pairs_to_atoms(pairs.centers[ids], pairs.neighbors[ids], n_atoms)
             forces[:, :, cols] = -(b @ grads.reshape(len(ids), 3 * m)).reshape(n_atoms, 3, m)

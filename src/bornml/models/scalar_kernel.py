@@ -37,13 +37,14 @@ def checked_settings(zeta, regulariser):
     return int(zeta), regulariser
 
 
-def reference_pair_gradients(refs, ctx, frame, z, zeta, rows):
+def reference_pair_gradients(refs, ctx, frame, z, zeta, rows, self_term=None):
     """Kernel values and pair gradients of the centres of species ``z`` against its references.
 
     ``refs``: :class:`~bornml.models.reference_set.ReferenceSet`; ``ctx``: its FrameContext of
     ``frame``; ``rows``: ``refs.rows(...)``. Returns (atoms (n_z,) atom indices, K (n_z, M_z),
     pair_ids (P_z,) pairs centred on those atoms, G (P_z, 3, M_z) with
-    G[p, :, k] = ∂K_{i_p k}/∂d_p in 1/Å).
+    G[p, :, k] = ∂K_{i_p k}/∂d_p in 1/Å). ``self_term``: ``fe.norm_pair_gradients(x̂)``
+    (P, 3) when the caller has it (it serves every species), else computed here.
     """
     fe, xhat, norms = ctx
     settings = refs.settings
@@ -58,7 +59,8 @@ def reference_pair_gradients(refs, ctx, frame, z, zeta, rows):
     scale = zeta * k_atoms ** (zeta - 1) / norms[atoms, None]
     coef = fe.coefficients.reshape(n_atoms, fe.n_channels * (settings.max_radial + 1), -1)
     factors = 2.0 / np.sqrt(2 * np.arange(settings.max_angular + 1) + 1.0)
-    self_term = fe.norm_pair_gradients(xhat)  # x̂_i·∂x_i/∂d_p (P, 3)
+    if self_term is None:
+        self_term = fe.norm_pair_gradients(xhat)  # x̂_i·∂x_i/∂d_p (P, 3)
     pair_ids = np.flatnonzero(local[fe.pairs.centers] >= 0)
     grads = np.empty((len(pair_ids), 3, m))
     pair_species = fe._pair_species[pair_ids]
