@@ -427,7 +427,9 @@ def test_every_flag_is_refused_for_models_it_does_not_apply_to(model, dest, tmp_
 
 
 @pytest.mark.parametrize("model, flags, reason", [
-    ("p", ["--zeta", "2"], "the dipole kernel is linear"),
+    ("p", ["--zeta", "2"], "--dipole-zeta"),
+    ("q", ["--dipole-zeta", "2"], "q learns no dipoles"),
+    ("mace-p", ["--dipole-zeta", "2"], "kernel-model setting"),
     ("mace-q", ["--cutoff", "5"], "--r-max"),
     ("mace-q+p", ["--zeta", "2"], "kernel-model setting"),
     ("q", ["--r-max", "5"], "--cutoff"),

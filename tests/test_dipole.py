@@ -35,16 +35,34 @@ def qp_model(quartz_frames):
         quartz_frames[:4])
 
 
-@pytest.fixture(scope="module", params=["p", "q+p"])
+@pytest.fixture(scope="module", params=["p", "q+p", "p ζp=2", "q+p ζp=3"])
 def molecule_model(request):
-    """Fitted on H/C/O molecules with random (synthetic) Born charges."""
-    cls = bornml.DipoleModel if request.param == "p" else bornml.CombinedModel
-    return cls(**SMALL, n_sparse=20).fit(synthetic_molecule_frames())
+    """Fitted on H/C/O molecules with random (synthetic) Born charges; ζ_p > 1 with a fixed
+    small ω (cross-validation on random targets chooses a large one: tiny dipoles)."""
+    kind, _, zeta = request.param.partition(" ζp=")
+    cls = bornml.DipoleModel if kind == "p" else bornml.CombinedModel
+    extra = {"dipole_zeta": int(zeta), "tikhonov": 1e-3} if zeta else {}
+    if zeta and kind == "q+p":
+        extra.update(dipole_tikhonov=1e-3, charge_regularisation=0.1)
+    return cls(**SMALL, n_sparse=20, **extra).fit(synthetic_molecule_frames())
 
 
-@pytest.fixture(params=["p", "q+p"])
-def periodic_model(request, p_model, qp_model):
-    return p_model if request.param == "p" else qp_model
+@pytest.fixture(scope="module")
+def p2_model(quartz_frames):
+    """ζ_p = 2: the λ-SOAP kernel times the scalar kernel (the "kernel" route)."""
+    return bornml.DipoleModel(**SMALL, n_sparse=30, dipole_zeta=2).fit(quartz_frames[:4])
+
+
+@pytest.fixture(scope="module")
+def qp3_model(quartz_frames):
+    return bornml.CombinedModel(**SMALL, n_sparse=20, charge_regularisation=0.1,
+                                dipole_zeta=3).fit(quartz_frames[:3])
+
+
+@pytest.fixture(params=["p", "q+p", "p ζp=2", "q+p ζp=3"])
+def periodic_model(request, p_model, qp_model, p2_model, qp3_model):
+    return {"p": p_model, "q+p": qp_model, "p ζp=2": p2_model,
+            "q+p ζp=3": qp3_model}[request.param]
 
 
 def dipole(model, atoms):
@@ -133,15 +151,21 @@ def test_molecule_bec_is_derivative_of_dipole(molecule_model):
                                rtol=0, atol=1e-6)
 
 
-def test_dipole_part_is_derivative_of_summed_dipoles_in_a_crystal(p_model, quartz_frames):
-    """Periodic frame: Σ_i p_i is single valued, and Z − q'I is its exact derivative."""
+@pytest.mark.parametrize("zeta", [1, 2])
+def test_dipole_part_is_derivative_of_summed_dipoles_in_a_crystal(zeta, p_model, p2_model,
+                                                                 quartz_frames):
+    """Periodic frame: Σ_i p_i is single valued, and Z − q'I is its exact derivative; the
+    dipole part of Z sums to zero over the atoms (translation invariance)."""
+    model = p_model if zeta == 1 else p2_model
     frame = quartz_frames[7]
-    pred = p_model.predict_frame(frame)
+    pred = model.predict_frame(frame)
     atoms = [3, 50]
     numeric = finite_difference_bec(
-        lambda a: p_model.predict_frame(a)["dipoles"].sum(axis=0), frame, 1e-5, atoms)
-    dipole_part = pred["bec"][atoms] - pred["charges"][atoms, None, None] * np.eye(3)
-    np.testing.assert_allclose(dipole_part, numeric, rtol=0, atol=1e-7)
+        lambda a: model.predict_frame(a)["dipoles"].sum(axis=0), frame, 1e-5, atoms)
+    dipole_part = pred["bec"] - pred["charges"][:, None, None] * np.eye(3)
+    assert np.abs(dipole_part).max() > 1e-2
+    np.testing.assert_allclose(dipole_part[atoms], numeric, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(dipole_part.sum(axis=0), 0, atol=1e-12)
 
 
 # -- symmetries, sum rule, images ---------------------------------------------------------------
@@ -211,8 +235,8 @@ def test_design_matrix_reproduces_predictions(periodic_model, quartz_frames):
     w = [model.weights_[z] for z in model.species_] if model.learns_charges else []
     if model.dipole_route_ == "references":  # design columns: coordinates on the span bases
         w += [model.dipole_basis_[z].T @ model.dipole_weights_[z] for z in model.species_]
-    else:
-        w += [model.dipole_weights_[z] for z in model.species_]
+    else:  # u_z[f] ("features") or w_k[c] ("kernel", ζ_p > 1)
+        w += [model.dipole_weights_[z].ravel() for z in model.species_]
     w = np.concatenate(w)
     pred = model.predict_frame(frame)
     z = phi @ w
@@ -345,3 +369,151 @@ def test_models_fitted_together_equal_separate_fits(quartz_frames):
 def test_bad_fixed_charges_give_a_clear_error(quartz_frames):
     with pytest.raises(ValueError, match="Xx"):
         bornml.DipoleModel(**SMALL, n_sparse=5, charges={"Xx": 1.0}).fit(quartz_frames[:1])
+
+
+# -- the nonlinear dipole kernel K¹·(x̂_i·x̂_k)^(ζ_p−1) -----------------------------------------------
+
+def test_pair_jacobian_sums_to_the_atom_jacobian(quartz_frames):
+    """Pair by pair, ∂X̂_i/∂d_p = J_p/|x_i| − X̂_i ⊗ x̂_i·∂x_i/∂d_p/|x_i|, added to the neighbour
+    and subtracted from the centre, is the atom Jacobian (itself checked by finite
+    differences above)."""
+    from bornml.models.dipole_term import scatter_pairs
+
+    frame = quartz_frames[4]
+    fe, xhat, norms, xvec = vector_features_of(frame)
+    L = SETTINGS.max_angular
+    self_term = fe.norm_pair_gradients(xhat)
+    pairs = fe.pairs
+    ids = np.arange(len(pairs.centers))
+    jac = lambda_soap.pair_jacobian(fe, ids, lambda_soap._padded_blocks(fe.coefficients, L), L)
+    i = pairs.centers
+    normalised = (jac - xvec[i][:, :, None, :] * self_term[:, None, :, None]) / \
+        norms[i, None, None, None]
+    expected = lambda_soap.atom_jacobian(fe, xvec, 1 / norms, self_term, L)
+    for s in range(2):
+        mine = fe.species_index[i] == s
+        got = scatter_pairs(normalised[mine], i[mine], pairs.neighbors[mine], len(frame))
+        assert np.abs(expected[:, :, :, s]).max() > 0.1
+        np.testing.assert_allclose(got, expected[:, :, :, s], rtol=0, atol=1e-12)
+
+
+def _dipole_block_scale(model, eqs):
+    """s_p = tr(Φ_pᵀΦ_p)/n_p of accumulated equations (the unit of ω_p)."""
+    block = eqs.blocks["dipoles"]
+    return np.trace(eqs.parts[0].a[block, block]) / (block.stop - block.start)
+
+
+def test_kernel_route_at_zeta_one_equals_the_span_route(quartz_frames):
+    """ζ_p = 1 on the per-reference ("kernel") route is the span route in other coordinates:
+    Φ_w = Φ_u·Vᵀ (V the reference features, rows X̂_k[c]), and with ω scaled by the ratio of
+    the column scales the same ridge problem, so the same predictions."""
+    frames = quartz_frames[:3]
+    span = bornml.DipoleModel(**SMALL, n_sparse=15, tikhonov=1e-4)
+    span.dipole_route = "features"
+    kernel = bornml.DipoleModel(**SMALL, n_sparse=15, tikhonov=1e-4)
+    kernel.dipole_route = "kernel"
+    eqs_span = span.prepare(frames).accumulate(frames)
+    eqs_kernel = kernel.prepare(frames).accumulate(frames)
+    assert kernel.dipole_route_ == "kernel" and span.dipole_route_ == "features"
+    kernel.set_params(tikhonov=1e-4 * _dipole_block_scale(span, eqs_span)
+                      / _dipole_block_scale(kernel, eqs_kernel))
+    span.solve(eqs_span)
+    kernel.solve(eqs_kernel)
+    frame = quartz_frames[10]
+    phi_u = span.design_matrix(frame)[0]
+    phi_w = kernel.design_matrix(frame)[0]
+    refs = kernel.terms_["dipoles"].ref_features
+    n_feat = span.terms_["dipoles"].n_features
+    to_u = np.zeros((phi_u.shape[1], phi_w.shape[1]))  # u = Σ_k X̂_kᵀ w_k per species
+    col = 0
+    for k, z in enumerate(span.species_):
+        vectors = refs[z].reshape(-1, n_feat)
+        to_u[k * n_feat:(k + 1) * n_feat, col:col + len(vectors)] = vectors.T
+        col += len(vectors)
+    np.testing.assert_allclose(phi_w, phi_u @ to_u, rtol=0, atol=1e-12 * np.abs(phi_w).max())
+    a, b = span.predict_frame(frame), kernel.predict_frame(frame)
+    scale = np.abs(a["bec"]).max()
+    np.testing.assert_allclose(b["bec"], a["bec"], rtol=0, atol=1e-7 * scale)
+    np.testing.assert_allclose(b["dipoles"], a["dipoles"], rtol=0, atol=1e-7 * scale)
+
+
+def test_kernel_fit_is_stationary(quartz_frames):
+    """The ζ_p = 2 weights minimise |Φw − (z − q⁰'⊗I)|² + ω_p s_p wᵀK¹_MM w: the gradient
+    Φᵀ(Φw − t) + ω_p s_p K¹_MM w vanishes (s_p = tr(ΦᵀΦ)/n)."""
+    frames = quartz_frames[:3]
+    model = bornml.DipoleModel(**SMALL, n_sparse=20, dipole_zeta=2, tikhonov=1e-2).fit(frames)
+    term = model.terms_["dipoles"]
+    w = term.design_weights()
+    gram, rhs = 0.0, 0.0
+    for frame in frames:
+        phi, _ = model.design_matrix(frame)
+        q0 = model.terms_["fixed_charges"].neutral_charges(frame)
+        target = asr_corrected(keys.bec_of(frame)) - q0[:, None, None] * np.eye(3)
+        gram = gram + phi.T @ phi
+        rhs = rhs + phi.T @ target.ravel()
+    omega = 1e-2 * np.trace(gram) / len(w)
+    reg = term.regulariser_matrix()
+    assert reg.shape == (len(w), len(w)) and np.allclose(reg, reg.T)
+    assert np.linalg.eigvalsh(reg).min() > -1e-10 * np.abs(reg).max()  # a kernel: PSD
+    prior = omega * reg @ w
+    tolerance = 1e-9 * np.abs(rhs).max()
+    assert np.abs(prior).max() > 1e4 * tolerance  # without the prior the check would fail
+    assert np.abs(gram @ w - rhs + prior).max() <= tolerance
+
+
+def test_kernel_regulariser_is_the_kernel_of_the_references(p2_model, quartz_frames):
+    """K¹_MM[(k,c),(l,d)] = (X̂_k X̂_lᵀ)[c,d]·(x̂_k·x̂_l)^(ζ_p−1), and K¹(i, k) of a reference
+    environment i = k with itself is that block (the features of the frame it came from)."""
+    term = p2_model.terms_["dipoles"]
+    z = p2_model.species_[0]
+    frame_index, atom = term.refs.sources[z][3]
+    ctx = term.refs.expand(quartz_frames[frame_index], frame_index)
+    xvec = term._vector_features(ctx)[atom]
+    np.testing.assert_allclose(xvec, term.ref_features[z][3], atol=1e-12)
+    np.testing.assert_allclose(ctx.xhat[atom], term.refs.references[z][3], atol=1e-12)
+    reg = term.regulariser_matrix()
+    block = reg[9:12, 9:12]  # reference 3 of the first species with itself: x̂·x̂ = 1
+    np.testing.assert_allclose(block, xvec @ xvec.T, rtol=1e-8)
+
+
+def test_dipole_zeta_setting(quartz_frames):
+    clone = pytest.importorskip("sklearn.base").clone
+    from bornml.models.joint_fit import fit_together
+
+    for cls in (bornml.DipoleModel, bornml.CombinedModel):
+        model = cls(dipole_zeta=3)
+        assert model.get_params()["dipole_zeta"] == 3 and clone(model).dipole_zeta == 3
+        assert cls().dipole_zeta == 1
+        for bad in (0, 1.5, -2):
+            with pytest.raises(ValueError, match="dipole_zeta"):
+                cls(**SMALL, dipole_zeta=bad).fit(quartz_frames[:1])
+    with pytest.raises(ValueError, match="dipole_zeta"):
+        fit_together([bornml.DipoleModel(**SMALL, n_sparse=5),
+                      bornml.CombinedModel(**SMALL, n_sparse=5, dipole_zeta=2)],
+                     quartz_frames[:1])
+    eqs = bornml.CombinedModel(**SMALL, n_sparse=5, tikhonov=1e-3, dipole_tikhonov=1e-3,
+                               charge_regularisation=0.0).prepare(
+        quartz_frames[:1]).accumulate(quartz_frames[:1])
+    with pytest.raises(ValueError, match="dipole_zeta"):
+        bornml.DipoleModel(**SMALL, n_sparse=5, tikhonov=1e-3,
+                           dipole_zeta=2).fit_equations(eqs)
+
+
+def test_kernel_model_file_keeps_the_posterior(p2_model, quartz_frames, tmp_path):
+    """A loaded ζ_p = 2 model builds design rows too: predict(return_std=True) equals the
+    original's, and a reference-feature array of the wrong size is refused."""
+    path = tmp_path / "model.npz"
+    p2_model.save(path)
+    loaded = bornml.load_model(path)
+    assert loaded.dipole_zeta == 2 and loaded.dipole_route_ == "kernel"
+    frame = quartz_frames[22]
+    a, b = p2_model.predict(frame, return_std=True), loaded.predict(frame, return_std=True)
+    assert np.abs(a["bec_std"]).max() > 0
+    for key in ("bec", "bec_std", "uncertainty_score"):
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-12, atol=1e-14)
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["dipole_reference_features_8"] = arrays["dipole_reference_features_8"][:, :, :-1]
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ModelFileError, match="dipole_reference_features_8"):
+        bornml.load_model(tmp_path / "bad.npz")

@@ -115,7 +115,7 @@ class Flag(NamedTuple):
 # The model settings of `bornml train`: argparse dest (= constructor parameter) → Flag.
 # A flag given for a --model not in its `models` is refused (exit 2), never ignored.
 # To add a kernel-model constructor setting, add ONE line here, e.g.
-#     "dipole_zeta": Flag("--dipole-zeta", ("p", "q+p"), 1, "p, q+p: ... (1)", {"type": int}),
+#     "max_pool": Flag("--max-pool", KERNEL, 20000, "q, p, q+p: ... (20000)", {"type": int}),
 # (the MACE settings live in bornml.models.mace_options.MACE_OPTIONS).
 # ============================================================================================
 TRAIN_OPTIONS = {
@@ -128,9 +128,14 @@ TRAIN_OPTIONS = {
     "cutoff_width": Flag("--cutoff-width", KERNEL_FF, 0.5, "width of the smooth cut-off in Å (0.5)",
                          {"type": float}),
     "zeta": Flag("--zeta", ("q", "q+p", "ff"), 2,
-                 "q, q+p, ff: exponent ζ of the charge (energy) kernel (2); the dipole kernel "
-                 "is linear",
-                 {"type": int}, why="the dipole kernel is linear and has no ζ"),
+                 "q, q+p, ff: exponent ζ of the charge (energy) kernel (2); the dipole "
+                 "kernel's is --dipole-zeta",
+                 {"type": int}, why="p has no charge kernel (the dipole kernel's exponent is "
+                 "--dipole-zeta)"),
+    "dipole_zeta": Flag("--dipole-zeta", ("p", "q+p"), 1,
+                        "p, q+p: exponent ζ_p ≥ 1 of the dipole kernel, λ-SOAP × "
+                        "(x̂_i·x̂_k)^(ζ_p−1); 1 = linear, fitted fastest (1)", {"type": int},
+                        why="it is the exponent of the dipole kernel and q learns no dipoles"),
     "n_sparse": Flag("--n-sparse", KERNEL_FF, 500, "reference environments per species (500)",
                      {"type": int}),
     "sparse_method": Flag("--sparse-method", KERNEL_FF, "fps",

@@ -181,6 +181,72 @@ def vector_feature_atom_jacobian(jac, centers, neighbors, pair_species, center_s
 
 
 @numba.njit(cache=True)
+def vector_feature_pair_jacobian(jac, centers, pair_species, t_pad, r_pad, n_l, mixing):
+    """J[p, a, b, f] = ∂X_{i_p}[a, f]/∂d_{p,b} of the unnormalised λ=1 features, one row per
+    pair given (see lambda_soap); ``jac`` (P, N, LM, 3) = ∂c[i_p, s_p, n, lm]/∂d_p of those
+    pairs, ``centers`` and ``pair_species`` (P,) theirs; ``t_pad``/``r_pad`` and ``mixing``
+    as in :func:`vector_feature_atom_jacobian`. Returns (P, 3, 3, F)."""
+    n_pairs, n_rad = jac.shape[0], jac.shape[1]
+    sn = t_pad.shape[4]
+    n_channels = mixing.shape[0]
+    out = np.zeros((n_pairs, 3, 3, n_l * sn * sn))
+    for p in range(n_pairs):
+        i = centers[p]
+        sp = pair_species[p]
+        for a in range(3):
+            for b in range(3):
+                for l in range(n_l):
+                    base = l * sn * sn
+                    l0 = l * l
+                    l1 = (l + 1) * (l + 1)
+                    for ch in range(n_channels):
+                        wc = mixing[ch, sp]
+                        if wc == 0.0:
+                            continue
+                        for n in range(n_rad):
+                            alpha = ch * n_rad + n
+                            row = base + alpha * sn
+                            for m1 in range(2 * l + 1):
+                                jv = wc * jac[p, n, l0 + m1, b]
+                                for beta in range(sn):
+                                    out[p, a, b, row + beta] += jv * t_pad[i, l, a, m1, beta]
+                            col = base + alpha
+                            for m2 in range(2 * l + 3):
+                                jv = wc * jac[p, n, l1 + m2, b]
+                                for al in range(sn):
+                                    out[p, a, b, col + al * sn] += jv * r_pad[i, l, a, m2, al]
+    return out
+
+
+@numba.njit(cache=True)
+def scatter_kernel_dipole_pairs(main, s_col, lin_s, lin_ds, self_term, grad_t, local, centers,
+                                neighbors, design):
+    """Born-charge rows of the nonlinear dipole kernel from one block of pairs, in place.
+
+    For pair p (centre i = centers[p], row ``local[p]`` of the per-centre arrays) and column
+    K = (k, c): g[a, b, K] = main[p, a, b, K]·s_col[i, K] − lin_s[i, a, K]·self_term[p, b]
+    + lin_ds[i, a, K]·grad_t[p, b, k] (the last term only when ``lin_ds`` has rows), added
+    to design[neighbors[p], a, b, K] and subtracted from design[i, a, b, K]."""
+    n_pairs = main.shape[0]
+    n_cols = main.shape[3]
+    with_t = lin_ds.shape[0] > 0
+    for p in range(n_pairs):
+        r = local[p]
+        i = centers[p]
+        j = neighbors[p]
+        for a in range(3):
+            for b in range(3):
+                st = self_term[p, b]
+                for col in range(n_cols):
+                    g = main[p, a, b, col] * s_col[r, col] - lin_s[r, a, col] * st
+                    if with_t:
+                        g += lin_ds[r, a, col] * grad_t[p, b, col // 3]
+                    design[j, a, b, col] += g
+                    design[i, a, b, col] -= g
+    return design
+
+
+@numba.njit(cache=True)
 def pull_back_many_to_pairs(adjoints, segment, fr, dfr, y, dy, unit):
     """g[k, p, :] = Σ_{n,lm} adjoints[k, seg_p, n, lm] ∂(fr[p,l,n] y[p,lm])/∂d_p for K
     adjoints (K, n_segments, N, LM) in one call (the pair's tables stay in cache across the K

@@ -14,14 +14,15 @@ power spectrum x_i; the model uses X̂_i = X_i / |x_i| (scale free, and |x_i| ne
 
 Derivatives (all exact): ``vector_features_vjp`` pulls u·X_i[a] back to the coefficients (the
 adjoint, for predictions); ``atom_jacobian`` accumulates ∂(Σ_{i∈species z} X̂_i)/∂r_j for
-every atom j (for design matrices).
+every atom j (for design matrices); ``pair_jacobian`` gives ∂X_i/∂d_p pair by pair (for the
+design of the nonlinear dipole kernel, where each centre has its own weight).
 """
 
 from functools import lru_cache
 
 import numpy as np
 
-from ._kernels import vector_feature_atom_jacobian
+from ._kernels import vector_feature_atom_jacobian, vector_feature_pair_jacobian
 
 
 @lru_cache(maxsize=16)
@@ -95,6 +96,33 @@ def vector_features_vjp(coefficients, u, max_angular, blocks=None):
     return adj.reshape((3,) + coefficients.shape)
 
 
+def _padded_blocks(coefficients, max_angular):
+    """T_l and R_l of :func:`_blocks` zero-padded in m to one array each:
+    (N, L, 3, 2L+1, SN) and (N, L, 3, 2L+3, SN) (the layout of the compiled kernels)."""
+    c, ts, rs = _blocks(coefficients, max_angular)
+    n_atoms, sn = c.shape[:2]
+    width = 2 * max_angular + 1
+    t_pad = np.zeros((n_atoms, max_angular, 3, width, sn))
+    r_pad = np.zeros((n_atoms, max_angular, 3, width + 2, sn))
+    for l in range(max_angular):
+        t_pad[:, l, :, :2 * l + 1, :] = ts[l]
+        r_pad[:, l, :, :2 * l + 3, :] = rs[l].transpose(0, 1, 3, 2)
+    return t_pad, r_pad
+
+
+def pair_jacobian(expansion, pair_index, padded, max_angular):
+    """J[p, a, b, f] = ∂X_{i_p}[a, f]/∂d_{p,b} (unnormalised features) for the pairs
+    ``pair_index``: (n, 3, 3, F). ``padded``: :func:`_padded_blocks` of the expansion's
+    coefficients. Contracted with many feature vectors at once (one matrix product) it gives
+    the design of the nonlinear dipole kernel."""
+    pairs = expansion.pairs
+    t_pad, r_pad = padded
+    return vector_feature_pair_jacobian(
+        np.ascontiguousarray(expansion.pair_jacobian_subset(pair_index)),
+        pairs.centers[pair_index], expansion._pair_species[pair_index], t_pad, r_pad,
+        max_angular, np.ascontiguousarray(expansion.channel_weights()))
+
+
 def atom_jacobian(expansion, xhat_vec, inv_norm, self_term, max_angular, only_species=None):
     """D[j, a, b, z, f] = ∂(Σ_{i of species z} X̂_i[a, f])/∂r_{j,b} for X̂ = X/|x|.
 
@@ -103,15 +131,8 @@ def atom_jacobian(expansion, xhat_vec, inv_norm, self_term, max_angular, only_sp
     or (N, 3, 3, F) for the centres of the one species index ``only_species``.
     Translation invariance makes Σ_j D[j] = 0 exactly.
     """
-    c, ts, rs = _blocks(expansion.coefficients, max_angular)
-    n_atoms, sn = c.shape[:2]
+    t_pad, r_pad = _padded_blocks(expansion.coefficients, max_angular)
     pairs = expansion.pairs
-    width = 2 * max_angular + 1
-    t_pad = np.zeros((n_atoms, max_angular, 3, width, sn))
-    r_pad = np.zeros((n_atoms, max_angular, 3, width + 2, sn))
-    for l in range(max_angular):
-        t_pad[:, l, :, :2 * l + 1, :] = ts[l]
-        r_pad[:, l, :, :2 * l + 3, :] = rs[l].transpose(0, 1, 3, 2)
     jac = expansion.pair_jacobian_subset(np.arange(len(pairs.centers)))
     out = vector_feature_atom_jacobian(
         np.ascontiguousarray(jac), pairs.centers, pairs.neighbors, expansion._pair_species,

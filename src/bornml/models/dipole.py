@@ -28,19 +28,25 @@ class DipoleModel(KernelBECModel):
     charges : dict or None
         Fixed charges q⁰ by element symbol or atomic number (e), e.g. ``{"O": -2, "H": 1}``;
         species not given get the training-set mean of tr(Z_i)/3. Made neutral per frame.
+    dipole_zeta : int
+        ζ_p ≥ 1 of the dipole kernel K¹(i, k) = X̂_i X̂_kᵀ·(x̂_i·x̂_k)^(ζ_p−1): 1 (default) =
+        the linear λ-SOAP kernel (fitted in the span of the reference features); > 1 = the
+        λ-SOAP kernel times the scalar kernel (3 weights per reference, slower to fit;
+        :mod:`bornml.models.dipole_term`).
     """
 
     model_type = "p"
 
     def __init__(self, cutoff=5.0, max_radial=7, max_angular=6, atomic_width=0.3,
                  cutoff_width=0.5, n_sparse=500, sparse_method="fps", tikhonov=None,
-                 charges=None, max_pool=20000, seed=0, species_channels="auto",
-                 max_memory=None, cv_folds=5, progress=False):
+                 charges=None, dipole_zeta=1, max_pool=20000, seed=0,
+                 species_channels="auto", max_memory=None, cv_folds=5, progress=False):
         self._store_params(locals())
 
     def _make_terms(self):
         return {"fixed_charges": FixedChargeTerm(self.charges),
-                "dipoles": DipoleTerm(getattr(self, "dipole_route", "auto"))}
+                "dipoles": DipoleTerm(getattr(self, "dipole_route", "auto"),
+                                      getattr(self, "dipole_zeta", 1))}
 
     def _omegas(self, values):
         return {"dipoles": float(values["tikhonov"])}
@@ -53,7 +59,10 @@ class CombinedModel(KernelBECModel):
     Parameters
     ----------""" + SOAP_DOC + """
     zeta : int
-        Exponent ζ of the charge kernel (the dipole kernel is linear).
+        Exponent ζ of the charge kernel.
+    dipole_zeta : int
+        ζ_p ≥ 1 of the dipole kernel K¹(i, k) = X̂_i X̂_kᵀ·(x̂_i·x̂_k)^(ζ_p−1) (1, the default:
+        linear; see :class:`DipoleModel`).
     tikhonov : float or None
         Regularisation ω_q of the charge weights, relative to tr(Φ_qᵀΦ_q)/M.
     dipole_tikhonov : float or None
@@ -77,13 +86,14 @@ class CombinedModel(KernelBECModel):
     def __init__(self, cutoff=5.0, max_radial=7, max_angular=6, atomic_width=0.3,
                  cutoff_width=0.5, zeta=2, n_sparse=500, sparse_method="fps", tikhonov=None,
                  dipole_tikhonov=None, regulariser="kernel", charge_regularisation=None,
-                 sum_rule_weight=SUM_RULE_WEIGHT, max_pool=20000, seed=0, species_channels="auto", max_memory=None,
-                 cv_folds=5, progress=False):
+                 sum_rule_weight=SUM_RULE_WEIGHT, dipole_zeta=1, max_pool=20000, seed=0,
+                 species_channels="auto", max_memory=None, cv_folds=5, progress=False):
         self._store_params(locals())
 
     def _make_terms(self):
         return {"charges": ChargeTerm(self.zeta, self.regulariser),
-                "dipoles": DipoleTerm(getattr(self, "dipole_route", "auto"))}
+                "dipoles": DipoleTerm(getattr(self, "dipole_route", "auto"),
+                                      getattr(self, "dipole_zeta", 1))}
 
     def _omegas(self, values):
         return {"charges": float(values["tikhonov"]),

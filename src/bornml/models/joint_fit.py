@@ -16,7 +16,7 @@ from .kernel_estimator import SHARED, KernelBECModel
 
 def fit_together(models, frames, progress=False):
     """Fit every model of ``models`` (unfitted kernel models sharing :data:`SHARED` settings;
-    the q and q+p models also share ζ) on ``frames``. Returns the list of fitted models and
+    the q and q+p models also share ζ, the p and q+p models ζ_p) on ``frames``. Returns the list of fitted models and
     sets ``shared_fit_seconds_`` on each (the time of the shared pass)."""
     models = list(models)
     frames = list(frames)
@@ -32,8 +32,12 @@ def fit_together(models, frames, progress=False):
     zetas = {m.zeta for m in models if m.model_type in ("q", "q+p")}
     if len(zetas) > 1:
         raise ValueError("the q and q+p models must share zeta")
+    dipole_zetas = {m.dipole_zeta for m in models if m.model_type in ("p", "q+p")}
+    if len(dipole_zetas) > 1:
+        raise ValueError("the p and q+p models must share dipole_zeta")
     start = time.perf_counter()
     proto = CombinedModel(**{k: ref[k] for k in SHARED}, zeta=zetas.pop() if zetas else 2,
+                          dipole_zeta=dipole_zetas.pop() if dipole_zetas else 1,
                           progress=progress)
     folds = max([min(int(m.cv_folds), len(frames)) for m in models if m._needs_cv()] or [1])
     eqs = proto.prepare(frames).accumulate(frames, n_folds=folds)

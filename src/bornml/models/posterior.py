@@ -195,8 +195,8 @@ class Posterior:
     # -- files ------------------------------------------------------------------------------
     def arrays(self, model):
         """Packed lower triangle of L (n(n+1)/2,), the training scores and, with a dipole
-        term, its span bases ``posterior_dipole_basis_<Z>`` (F, r_Z) (the posterior lives in
-        those coordinates)."""
+        term on a span route, its bases ``posterior_dipole_basis_<Z>`` (F, r_Z) (the posterior
+        lives in those coordinates; the "kernel" route's coordinates are its weights)."""
         rows, cols = np.tril_indices(len(self.factor))
         out = {"posterior_factor": self.factor[rows, cols],
                "posterior_training_scores": self.training_scores}
@@ -224,7 +224,7 @@ class Posterior:
         factor = np.zeros((n, n))
         factor[np.tril_indices(n)] = arrays["posterior_factor"]
         dipoles = model.terms_.get("dipoles")
-        if dipoles is not None:
+        if dipoles is not None and info["dipole_route"] != "kernel":  # "kernel": no bases
             dipoles.bases = {z: arrays[f"posterior_dipole_basis_{z}"]
                              for z in model.reference_set_.species}
             dipoles.route_ = info["dipole_route"]

@@ -8,7 +8,9 @@ Layout (format ``bornml-model``, version :data:`FORMAT_VERSION`):
 - kernel models: ``radial_grid`` (n_points,), ``radial_values`` / ``radial_derivatives``
   (n_points, L+1, N); models with charges (q, q+p) ``references_<Z>`` (M_Z, D) normalised
   reference power spectra and ``weights_<Z>`` (M_Z,) charge weights; models with dipoles
-  (p, q+p) ``dipole_weights_<Z>`` (F,), the contracted λ=1 weights u_Z = Σ_k X̂_kᵀ w_k; the
+  (p, q+p) ``dipole_weights_<Z>`` (F,), the contracted λ=1 weights u_Z = Σ_k X̂_kᵀ w_k (ζ_p = 1),
+  or, with ``dipole_zeta`` > 1, the per-reference weights w (M_Z, 3) and
+  ``dipole_reference_features_<Z>`` (M_Z, 3, F) the references' λ=1 features X̂_k; the
   p model keeps its fixed charges in ``extra["fixed_charges"]``; the force field (ff)
   ``energy_weights_<Z>`` (M_Z,) eV and ``extra["energy_offsets"]`` {Z: ε_Z} eV;
 - MACE models: ``state/<parameter name>`` arrays of the network's state dict.
