@@ -273,3 +273,26 @@ def test_cli_predict_scores_every_nth_frame_by_default(fitted, quartz_frames, tm
     assert main(["predict", str(model), str(pool), "-o", str(out), "--score-every", "3",
                  "--no-progress"]) == 0  # frames 0 and 3: the far frame is not checked
     assert "outside" not in capsys.readouterr().err
+
+
+def test_cli_predict_uncertainty_method(fitted, quartz_frames, tmp_path):
+    """--uncertainty writes the sampled std by default and the exact one with
+    --uncertainty-method exact; the ir scorer uses the sampled score."""
+    from bornml.cli import main
+    from bornml.extrapolation import frame_score
+
+    model = tmp_path / "q.npz"
+    fitted.save(model)
+    pool = tmp_path / "pool.extxyz"
+    bornml.write_frames(pool, quartz_frames[10:12])
+    for method in ("sampled", "exact"):
+        out = tmp_path / f"{method}.extxyz"
+        extra = [] if method == "sampled" else ["--uncertainty-method", "exact"]
+        assert main(["predict", str(model), str(pool), "-o", str(out), "--uncertainty",
+                     "--no-progress", *extra]) == 0
+        written = bornml.read_frames(out, require_bec=False)[1]
+        expected = fitted.predict(quartz_frames[11], return_std=True, uncertainty=method)
+        np.testing.assert_allclose(written.arrays[keys.BEC_STD],
+                                   expected[keys.BEC_STD].reshape(-1, 9), rtol=1e-6)
+        assert frame_score(fitted, quartz_frames[11], method=method) == pytest.approx(
+            expected[keys.UNCERTAINTY_SCORE], rel=1e-12)
