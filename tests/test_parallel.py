@@ -230,3 +230,31 @@ def test_scheduler_address_train_predict_ir(tmp_path, quartz, cluster, capsys):
                  "6"]) == 0
     a, b = (np.loadtxt(tmp_path / f, delimiter=",", skiprows=1) for f in ("d.csv", "s.csv"))
     assert _rel(a[:, 1], b[:, 1]) <= 1e-12
+
+
+def _trim_threshold():
+    import os
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+def test_local_workers_keep_default_memory_trimming(monkeypatch):
+    """Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers (and leaks it into this
+    process); with it every large numpy allocation faults its pages in again and a water frame
+    costs 1.65× as much. bornml's local workers start without it; the variable this process
+    had before is restored."""
+    import os
+
+    distributed = pytest.importorskip("distributed")
+    from bornml import parallel
+
+    monkeypatch.setattr(parallel, "_USER_TRIM", None)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as a plain LocalCluster leaves it
+    with parallel.local_cluster(1) as cluster, distributed.Client(cluster) as client:
+        seen = list(client.run(_trim_threshold).values())
+    assert seen == [None]
+    assert os.environ.get("MALLOC_TRIM_THRESHOLD_") == "65536"
+    monkeypatch.setattr(parallel, "_USER_TRIM", "1048576")  # the user's own choice is kept
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1048576")
+    with parallel.local_cluster(1) as cluster, distributed.Client(cluster) as client:
+        assert list(client.run(_trim_threshold).values()) == ["1048576"]

@@ -6,6 +6,7 @@ import pytest
 
 import bornml
 from bornml import keys
+from bornml.models import sampled_uncertainty as su
 from bornml.models.equations import asr_corrected
 from bornml.models.posterior import sampled_uncertainty, weight_design
 from bornml.models.selection import select_frames
@@ -49,19 +50,103 @@ def test_posterior_matches_brute_force_bayesian_regression(quartz_frames):
     test = quartz_frames[20]
     phi_t = _design(model, test)
     expected = np.sqrt(sigma2 * np.einsum("ij,jk,ik->i", phi_t, cov, phi_t))
-    got = model.predict(test, return_std=True)
+    got = model.predict(test, return_std=True, uncertainty="exact")
     np.testing.assert_allclose(got[keys.BEC_STD].reshape(-1), expected, rtol=1e-6)
     # the mean prediction is Φ w (the design is the prediction's linearisation)
     np.testing.assert_allclose(got[keys.BEC].reshape(-1), phi_t @ mean, atol=1e-8)
 
 
 def test_sampled_route_agrees_with_exact(fitted, quartz_frames):
-    exact = fitted.predict(quartz_frames[25], return_std=True)
+    exact = fitted.predict(quartz_frames[25], return_std=True, uncertainty="exact")
     sampled = sampled_uncertainty(fitted, quartz_frames[25], n_samples=400)
     ratio = sampled[keys.BEC_STD] / exact[keys.BEC_STD]
     assert abs(np.median(ratio) - 1) < 0.05
     assert sampled[keys.UNCERTAINTY_SCORE] == pytest.approx(exact[keys.UNCERTAINTY_SCORE],
                                                             rel=0.08)
+
+
+def _molecule_model(kind, **kw):
+    from _structures import SMALL as MOLECULE_SOAP
+
+    settings = dict(MOLECULE_SOAP, n_sparse=12, tikhonov=1e-3, **kw)
+    if kind == "q":
+        return bornml.MonopoleModel(**settings, charge_regularisation=0.0)
+    if kind == "p":
+        return bornml.DipoleModel(**settings)
+    return bornml.CombinedModel(**settings, dipole_tikhonov=1e-3, charge_regularisation=0.1)
+
+
+def _assert_batched_equals_loop(model, frame, n_samples=7):
+    dw = su.weight_deviations(model.posterior_, n_samples, seed=3)
+    ctx = model.reference_set_.expand(frame)
+    bec, charges = su.deviations(model, ctx, frame, dw)
+    bec_loop, charges_loop = su.deviations(model, ctx, frame, dw, batched=False)
+    assert bec.shape == (len(frame), 3, 3, n_samples) and np.abs(bec).max() > 0
+    np.testing.assert_allclose(bec, bec_loop, rtol=0, atol=1e-12 * np.abs(bec_loop).max())
+    np.testing.assert_allclose(charges, charges_loop, rtol=0,
+                               atol=1e-12 * max(np.abs(charges_loop).max(), 1e-300))
+
+
+@pytest.mark.parametrize("zeta", [1, 2, 3])
+def test_batched_route_equals_per_sample_loop_crystal(zeta, quartz_frames, monkeypatch):
+    """Same draws through the batched adjoint route and through one copied term per draw (ζ
+    = 1: one shared feature vector per draw; ζ ≥ 2: per-atom ones, here in several blocks of
+    atoms and several chunks of draws)."""
+    monkeypatch.setattr(su, "ATOM_ROWS", 5)
+    monkeypatch.setattr(su, "CHUNK_BYTES", 8 * 72 * 300 * 3)  # a few draws per chunk
+    model = _q(zeta=zeta).fit(quartz_frames[:3])
+    _assert_batched_equals_loop(model, quartz_frames[28])
+
+
+@pytest.mark.parametrize("kind", ["q", "p", "q+p"])
+def test_batched_route_equals_per_sample_loop_molecules(kind):
+    """Non-periodic frames (the exact-derivative rows of the assembly), three species, a frame
+    without carbon (absent species), and species channels mixed (C = 2 < S = 3)."""
+    from _structures import perturbed_molecule, synthetic_molecule_frames
+
+    for channels in (None, 2):
+        model = _molecule_model(kind, species_channels=channels)
+        model.fit(synthetic_molecule_frames())
+        for frame in (perturbed_molecule("CH3CH2OH", seed=11), perturbed_molecule("H2O", 12)):
+            _assert_batched_equals_loop(model, frame)
+
+
+@pytest.mark.parametrize("kind", ["q", "q+p"])
+def test_sampled_std_converges_to_exact(kind, quartz_frames):
+    """K = 4000 draws: every std within 5 of its sampling errors 1/sqrt(2K) of the exact
+    one (the variance is estimated about the known mean), the score within 1.5 %."""
+    if kind == "q":
+        model = _q(n_sparse=10).fit(quartz_frames[:2])
+    else:
+        model = bornml.CombinedModel(**dict(SMALL, n_sparse=10), tikhonov=1e-3,
+                                     dipole_tikhonov=1e-3, charge_regularisation=0.1)
+        model.fit(quartz_frames[:2])
+    frame = quartz_frames[27]
+    n_samples = 4000
+    exact = model.predict(frame, return_std=True, uncertainty="exact")
+    sampled = sampled_uncertainty(model, frame, n_samples=n_samples, seed=1)
+    tolerance = 5 / np.sqrt(2 * n_samples)
+    for key in (keys.BEC_STD, keys.CHARGES_STD):
+        ratio = sampled[key] / exact[key]
+        assert np.max(np.abs(ratio - 1)) < tolerance, key
+    assert sampled[keys.UNCERTAINTY_SCORE] == pytest.approx(exact[keys.UNCERTAINTY_SCORE],
+                                                            rel=0.015)
+
+
+def test_default_route_is_sampled_and_exact_is_selectable(fitted, quartz_frames):
+    frame = quartz_frames[25]
+    default = fitted.predict(frame, return_std=True)
+    sampled = sampled_uncertainty(fitted, frame, n_samples=su.DEFAULT_SAMPLES,
+                                  seed=su.DEFAULT_SEED)
+    exact = fitted.predict(frame, return_std=True, uncertainty="exact")
+    np.testing.assert_array_equal(default[keys.BEC_STD], sampled[keys.BEC_STD])
+    assert not np.allclose(default[keys.BEC_STD], exact[keys.BEC_STD], rtol=1e-3)
+    np.testing.assert_array_equal(default[keys.BEC], fitted.predict(frame)[keys.BEC])
+    # the same draws for every frame: a list gives what one frame at a time gives
+    both = fitted.predict([quartz_frames[25], quartz_frames[26]], return_std=True)
+    np.testing.assert_array_equal(both[0][keys.BEC_STD], default[keys.BEC_STD])
+    with pytest.raises(ValueError, match="uncertainty must be one of"):
+        fitted.predict(frame, return_std=True, uncertainty="fast")
 
 
 def test_std_vanishes_on_training_frames_without_noise(quartz_frames):
@@ -130,7 +215,7 @@ def test_dipole_models_have_uncertainties(kind, quartz_frames, tmp_path):
         model = bornml.CombinedModel(**SMALL, tikhonov=1e-3, dipole_tikhonov=1e-3,
                                      charge_regularisation=0.1)
     model.fit(quartz_frames[:3])
-    pred = model.predict(quartz_frames[20], return_std=True)
+    pred = model.predict(quartz_frames[20], return_std=True, uncertainty="exact")
     assert pred[keys.BEC_STD].shape == (72, 3, 3) and np.all(pred[keys.BEC_STD] > 0)
     assert (np.all(pred[keys.CHARGES_STD] == 0) if kind == "p"
             else np.all(pred[keys.CHARGES_STD] > 0))
@@ -138,7 +223,7 @@ def test_dipole_models_have_uncertainties(kind, quartz_frames, tmp_path):
     assert abs(np.median(sampled[keys.BEC_STD] / pred[keys.BEC_STD]) - 1) < 0.06
     model.save(tmp_path / "m.npz")
     loaded = bornml.load_model(tmp_path / "m.npz")
-    again = loaded.predict(quartz_frames[20], return_std=True)
+    again = loaded.predict(quartz_frames[20], return_std=True, uncertainty="exact")
     np.testing.assert_allclose(again[keys.BEC_STD], pred[keys.BEC_STD], rtol=1e-10)
 
 
@@ -188,3 +273,26 @@ def test_cli_predict_scores_every_nth_frame_by_default(fitted, quartz_frames, tm
     assert main(["predict", str(model), str(pool), "-o", str(out), "--score-every", "3",
                  "--no-progress"]) == 0  # frames 0 and 3: the far frame is not checked
     assert "outside" not in capsys.readouterr().err
+
+
+def test_cli_predict_uncertainty_method(fitted, quartz_frames, tmp_path):
+    """--uncertainty writes the sampled std by default and the exact one with
+    --uncertainty-method exact; the ir scorer uses the sampled score."""
+    from bornml.cli import main
+    from bornml.extrapolation import frame_score
+
+    model = tmp_path / "q.npz"
+    fitted.save(model)
+    pool = tmp_path / "pool.extxyz"
+    bornml.write_frames(pool, quartz_frames[10:12])
+    for method in ("sampled", "exact"):
+        out = tmp_path / f"{method}.extxyz"
+        extra = [] if method == "sampled" else ["--uncertainty-method", "exact"]
+        assert main(["predict", str(model), str(pool), "-o", str(out), "--uncertainty",
+                     "--no-progress", *extra]) == 0
+        written = bornml.read_frames(out, require_bec=False)[1]
+        expected = fitted.predict(quartz_frames[11], return_std=True, uncertainty=method)
+        np.testing.assert_allclose(written.arrays[keys.BEC_STD],
+                                   expected[keys.BEC_STD].reshape(-1, 9), rtol=1e-6)
+        assert frame_score(fitted, quartz_frames[11], method=method) == pytest.approx(
+            expected[keys.UNCERTAINTY_SCORE], rel=1e-12)

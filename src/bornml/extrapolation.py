@@ -23,11 +23,13 @@ def why_no_posterior(model):
             "uncertainties")
 
 
-def frame_score(model, atoms, index=0):
-    """Uncertainty score (e) of one frame."""
+def frame_score(model, atoms, index=0, method="sampled"):
+    """Uncertainty score (e) of one frame by the route ``method`` ("sampled", the default,
+    or "exact"; :mod:`bornml.models.posterior`)."""
     from . import keys
 
-    return model.posterior_.frame_uncertainty(model, atoms, index)[keys.UNCERTAINTY_SCORE]
+    return model.posterior_.uncertainty(model, atoms, index, method=method)[
+        keys.UNCERTAINTY_SCORE]
 
 
 def summary(scores, threshold, labels=None):

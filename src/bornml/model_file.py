@@ -39,22 +39,23 @@ def _load_model(path, size, mtime_ns):
     return model
 
 
-def _predict_chunk(model_file, frames, return_std=False):
+def _predict_chunk(model_file, frames, return_std=False, uncertainty="sampled"):
     """``model.predict(frames)`` (a list of dicts) of one chunk (runs on a worker)."""
     model = model_file.load()
     if return_std:
-        return model.predict(list(frames), return_std=True)
+        return model.predict(list(frames), return_std=True, uncertainty=uncertainty)
     return model.predict(list(frames))
 
 
-def predict_on(runner, model_file, frames, chunk=PREDICT_CHUNK, return_std=False):
+def predict_on(runner, model_file, frames, chunk=PREDICT_CHUNK, return_std=False,
+               uncertainty="sampled"):
     """Predictions (one dict per frame, in order) of ``model_file`` for ``frames``, computed
     in chunks of ``chunk`` frames on ``runner`` (:mod:`bornml.parallel`); each frame's
     prediction is computed as ``model.predict`` computes it (``return_std``: with the
-    posterior std, kernel models)."""
+    posterior std, kernel models, by the route ``uncertainty``)."""
     from .parallel import frame_chunks
 
     n = len(frames)
-    parts = runner.ordered(_predict_chunk, [(model_file, frames[a:b], return_std)
+    parts = runner.ordered(_predict_chunk, [(model_file, frames[a:b], return_std, uncertainty)
                                             for a, b in frame_chunks(n, -(-n // chunk))])
     return [p for part in parts for p in part]

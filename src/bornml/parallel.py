@@ -16,9 +16,15 @@ training equations are added in chunk order, spectra are joined in frame order).
 import contextlib
 import contextvars
 import itertools
+import os
 import sys
 
 INSTALL_HINT = "pip install 'bornml[dask]'"
+
+#: glibc's trim threshold as the user's environment had it when bornml was imported (None:
+#: unset); Dask's nanny sets it to 64 KiB in its workers *and* in the process starting them
+TRIM_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
+_USER_TRIM = os.environ.get(TRIM_VARIABLE)
 
 
 class DaskUnavailable(ImportError):
@@ -187,18 +193,49 @@ def open_runner(workers=1, scheduler=None):
         yield SerialRunner()
         return
     require_dask()
-    import logging
-
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if scheduler is not None:
         with Client(scheduler) as client:
             yield DaskRunner(client)
         return
-    with LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
-            Client(cluster) as client:
+    with local_cluster(workers) as cluster, Client(cluster) as client:
         yield DaskRunner(client)
+
+
+@contextlib.contextmanager
+def local_cluster(workers):
+    """A ``distributed.LocalCluster`` of ``workers`` single-threaded processes, no dashboard,
+    whose workers keep glibc's default memory trimming.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (memory handed back to
+    the system at every free). bornml's kernels allocate and free (atoms, D) arrays per frame;
+    with that setting every allocation faults its pages in again, and a frame costs 1.65× the
+    in-process time (water, 192 atoms, measured with ``benchmarks/scaling.py``: 1 worker 36
+    frames/s against 73 in process). The workers here start without it (a value the user had
+    exported before importing bornml is kept). On a cluster of your own (``--scheduler``) set
+    it in the Dask configuration of the workers (docs: "Parallel and distributed runs").
+    """
+    import logging
+
+    import dask
+    from distributed import LocalCluster
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}))
+    environ[TRIM_VARIABLE] = _USER_TRIM  # None: not set in the workers
+    leaked = os.environ.get(TRIM_VARIABLE) if _USER_TRIM is None else None
+    if leaked is not None:  # set by an earlier Dask cluster of this process, not by the user
+        del os.environ[TRIM_VARIABLE]
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1,
+                                   processes=True, dashboard_address=None,
+                                   silence_logs=logging.ERROR)
+    finally:
+        if leaked is not None:
+            os.environ[TRIM_VARIABLE] = leaked
+    with cluster:
+        yield cluster
 
 
 def _positive_int(text):

@@ -25,17 +25,26 @@ assumed (``benchmarks/uncertainty.py``).
 - ``charges_std`` (N,) e = sqrt(diag(Φ_q C Φ_qᵀ)) (zero for the fixed charges of p);
 - ``uncertainty_score`` e = RMS of ``bec_std`` over the frame's 9N components.
 
-Exact route: the frame's design rows (the same code as the fit) and one triangular solve with
-the stored Cholesky factor L of A_reg (n², packed, in the model file). The sampled route
-(:func:`sampled_uncertainty`, K posterior weight samples through the adjoint prediction) is
-there for comparison (``benchmarks/uncertainty.py``).
+**Routes (``predict(return_std=True, uncertainty=...)``).**
+
+- ``"sampled"`` (default): K = :data:`~bornml.models.sampled_uncertainty.DEFAULT_SAMPLES`
+  posterior weight draws pushed through the adjoint prediction together
+  (:mod:`bornml.models.sampled_uncertainty`): each std has a relative sampling error
+  ≈ 1/sqrt(2K) (18 % for K = 16), the score far less (it averages 9N components); the
+  draws are the same for every frame (a fixed seed) and the cost is a few plain predictions
+  (measured in ``benchmarks/uncertainty.py``).
+- ``"exact"``: the frame's design rows (the same code as the fit) and one triangular solve
+  with the stored Cholesky factor L of A_reg (n², packed, in the model file); about 20–30
+  plain predictions.
 
 **Extrapolation threshold.** At fit time the scores of up to :data:`THRESHOLD_FRAMES` evenly
 spaced training frames are computed *as if each frame had been left out* (leave-one-frame-out
 by the rank-9N downdate: mean variance σ² Σ λ/(1 − λ)/9N with λ the eigenvalues of
 Φ_f A_reg⁻¹ Φ_fᵀ, the charge-regularisation and sum-rule rows of the frame kept); the
 threshold is their 99th percentile (:data:`THRESHOLD_PERCENTILE`). A frame above it is
-flagged as an extrapolation.
+flagged as an extrapolation. The threshold is computed exactly, once, at fit time; the sampled
+score of a frame is compared with it as it is: its square is an unbiased estimate of the exact
+score's square (the ratio of the two is measured in ``benchmarks/uncertainty.py``).
 """
 
 import numpy as np
@@ -45,6 +54,8 @@ from .. import keys
 
 THRESHOLD_FRAMES = 20  #: training frames whose left-out scores set the threshold
 THRESHOLD_PERCENTILE = 99.0  #: percentile of those scores used as the threshold
+METHODS = ("sampled", "exact")  #: routes of ``predict(return_std=True, uncertainty=...)``
+DEFAULT_METHOD = "sampled"
 
 
 def _cholesky(matrix):
@@ -170,9 +181,11 @@ class Posterior:
         return self
 
     # -- prediction -------------------------------------------------------------------------
-    def frame_uncertainty(self, model, frame, index=0):
-        """{bec_std (N, 3, 3), charges_std (N,), uncertainty_score} of one frame, e (exact)."""
-        ctx = model.reference_set_.expand(frame, index)
+    def frame_uncertainty(self, model, frame, index=0, ctx=None):
+        """{bec_std (N, 3, 3), charges_std (N,), uncertainty_score} of one frame, e (exact
+        route); ``ctx``: the frame's expansion when the caller has it."""
+        if ctx is None:
+            ctx = model.reference_set_.expand(frame, index)
         design, charge_rows = weight_design(model, ctx, frame)
         var = self.noise_variance * np.sum(self.whiten(design) ** 2, axis=1)
         n_atoms = len(frame)
@@ -185,12 +198,39 @@ class Posterior:
                 keys.CHARGES_STD: charges_std,
                 keys.UNCERTAINTY_SCORE: float(np.sqrt(var.mean()))}
 
-    def sample_weights(self, model, n_samples, seed=0):
-        """(n_samples, n) posterior weight samples w* + σ L⁻ᵀ ε."""
-        eps = np.random.default_rng(seed).standard_normal((len(self.factor), n_samples))
-        draws = scipy.linalg.solve_triangular(self.factor, eps, lower=True, trans="T",
-                                              check_finite=False)
-        return model_weights(model)[None, :] + np.sqrt(self.noise_variance) * draws.T
+    def weight_deviations(self, n_samples=None, seed=None):
+        """δw (n, K) = σ L⁻ᵀ ε: posterior weight draws minus the fitted weights
+        (:func:`bornml.models.sampled_uncertainty.weight_deviations`), kept per (K, seed)."""
+        from .sampled_uncertainty import (
+            DEFAULT_SAMPLES,
+            DEFAULT_SEED,
+            weight_deviations,
+        )
+
+        key = (DEFAULT_SAMPLES if n_samples is None else int(n_samples),
+               DEFAULT_SEED if seed is None else int(seed))
+        cache = self.__dict__.setdefault("_deviations", {})
+        if key not in cache:
+            cache.clear()
+            cache[key] = weight_deviations(self, *key)
+        return cache[key]
+
+    def sampled_frame_uncertainty(self, model, frame, index=0, ctx=None, n_samples=None,
+                                  seed=None):
+        """{bec_std (N, 3, 3), charges_std (N,), uncertainty_score} of one frame, e (sampled
+        route, :mod:`bornml.models.sampled_uncertainty`)."""
+        from .sampled_uncertainty import sampled_frame_uncertainty
+
+        if ctx is None:
+            ctx = model.reference_set_.expand(frame, index)
+        return sampled_frame_uncertainty(model, ctx, frame,
+                                         self.weight_deviations(n_samples, seed))
+
+    def uncertainty(self, model, frame, index=0, ctx=None, method=DEFAULT_METHOD):
+        """The std of one frame by route ``method`` (:data:`METHODS`)."""
+        check_method(method)
+        route = self.frame_uncertainty if method == "exact" else self.sampled_frame_uncertainty
+        return route(model, frame, index, ctx)
 
     # -- files ------------------------------------------------------------------------------
     def arrays(self, model):
@@ -241,48 +281,36 @@ def require_posterior(model):
     return posterior
 
 
-def predict_with_std(model, frames):
-    """``model.predict(frames)`` plus :meth:`Posterior.frame_uncertainty` per frame (exact
-    route); one dict for one ``ase.Atoms``, a list for a list."""
+def check_method(method):
+    """ValueError naming the routes for an unknown ``uncertainty`` method."""
+    if method not in METHODS:
+        raise ValueError(f"uncertainty must be one of {METHODS}, got {method!r}")
+
+
+def predict_with_std(model, frames, method=DEFAULT_METHOD):
+    """``model.predict(frames)`` plus the std of every frame by route ``method``
+    (:data:`METHODS`), the descriptor of each frame expanded once; one dict for one
+    ``ase.Atoms``, a list for a list."""
     from ase import Atoms
     from tqdm.auto import tqdm
 
+    check_method(method)
     posterior = require_posterior(model)
     single = isinstance(frames, Atoms)
     out = []
     for i, frame in enumerate(tqdm([frames] if single else list(frames), desc="predict ± σ",
                                    disable=None if model.progress else True)):
-        pred = model.predict_frame(frame, i)
-        pred.update(posterior.frame_uncertainty(model, frame, i))
+        ctx = model.reference_set_.expand(frame, i)
+        pred = model.predict_frame(frame, i, ctx=ctx)
+        pred.update(posterior.uncertainty(model, frame, i, ctx, method))
         out.append(pred)
     return out[0] if single else out
 
 
 def sampled_uncertainty(model, frame, n_samples=16, seed=0):
-    """{bec_std, charges_std, uncertainty_score} from ``n_samples`` posterior weight samples
-    predicted through the adjoint route (the descriptor expanded once); an estimate of
-    :meth:`Posterior.frame_uncertainty` with relative error ≈ 1/sqrt(2K)."""
-    import copy
-
-    posterior = require_posterior(model)
-    ctx = model.reference_set_.expand(frame)
-    learnt = model._learnt()
-    bec, charges = [], []
-    for w in posterior.sample_weights(model, n_samples, seed):
-        z = np.zeros((len(frame), 3, 3))
-        q = np.zeros(len(frame))
-        start = 0
-        for term in learnt:
-            n = term.n_columns()
-            twin = copy.copy(term)
-            twin.set_weights(w[start:start + n])
-            start += n
-            part = twin.predict(ctx, frame)
-            z += part[keys.BEC]
-            if keys.CHARGES in part and term.name == "charges":
-                q += part[keys.CHARGES]
-        bec.append(z)
-        charges.append(q)
-    bec_std = np.std(bec, axis=0, ddof=1)
-    return {keys.BEC_STD: bec_std, keys.CHARGES_STD: np.std(charges, axis=0, ddof=1),
-            keys.UNCERTAINTY_SCORE: float(np.sqrt(np.mean(bec_std ** 2)))}
+    """{bec_std, charges_std, uncertainty_score} of one frame from ``n_samples`` posterior
+    weight draws (seed ``seed``) through the batched adjoint route
+    (:mod:`bornml.models.sampled_uncertainty`): an estimate of
+    :meth:`Posterior.frame_uncertainty` with relative error ≈ 1/sqrt(2K) per std."""
+    return require_posterior(model).sampled_frame_uncertainty(model, frame, 0, None,
+                                                              n_samples, seed)
