@@ -507,10 +507,15 @@ def test_kernel_model_file_keeps_the_posterior(p2_model, quartz_frames, tmp_path
     loaded = bornml.load_model(path)
     assert loaded.dipole_zeta == 2 and loaded.dipole_route_ == "kernel"
     frame = quartz_frames[22]
-    a, b = p2_model.predict(frame, return_std=True), loaded.predict(frame, return_std=True)
-    assert np.abs(a["bec_std"]).max() > 0
-    for key in ("bec", "bec_std", "uncertainty_score"):
-        np.testing.assert_allclose(b[key], a[key], rtol=1e-12, atol=1e-14)
+    for route in ("exact", "sampled"):
+        a = p2_model.predict(frame, return_std=True, uncertainty=route)
+        b = loaded.predict(frame, return_std=True, uncertainty=route)
+        assert np.abs(a["bec_std"]).max() > 0
+        for key in ("bec", "bec_std", "uncertainty_score"):
+            np.testing.assert_allclose(b[key], a[key], rtol=1e-12, atol=1e-14)
+    exact = p2_model.predict(frame, return_std=True, uncertainty="exact")["uncertainty_score"]
+    sampled = p2_model.predict(frame, return_std=True)["uncertainty_score"]
+    assert 0.5 < sampled / exact < 2  # 16 draws: ≈ 18 % sampling error of a std
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     arrays["dipole_reference_features_8"] = arrays["dipole_reference_features_8"][:, :, :-1]

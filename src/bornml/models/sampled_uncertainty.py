@@ -20,8 +20,9 @@ sides at once (the descriptor expanded once):
 - dipole term: the λ=1 vector-feature adjoints of the K dipole weights (3K coefficient
   adjoints) pulled back to the pairs in one call.
 
-Another learnt term falls back to :func:`looped_deviations` (a copy of the term per draw:
-the reference the batched routes are tested against). The draws are the same for every frame
+Another learnt term, and the dipole term on its per-reference "kernel" route (ζ_p > 1, no
+span basis), falls back to :func:`looped_deviations` (a copy of the term per draw: the
+reference the batched routes are tested against). The draws are the same for every frame
 (``seed``), so scores of different frames share their sampling noise.
 """
 
@@ -305,6 +306,8 @@ def deviations(model, ctx, frame, dw, batched=True):
     for term in model._learnt():
         n = term.n_columns()
         route = BATCHED.get(term.name, looped_deviations) if batched else looped_deviations
+        if getattr(term, "route_", None) == "kernel":  # ζ_p > 1: weights per reference
+            route = looped_deviations
         z, q = route(term, ctx, frame, dw[start:start + n])
         start += n
         bec += z
