@@ -135,12 +135,12 @@ class DipoleTerm:
                 feats[z][rows] = xvec[src[rows, 1]]
         self._regulariser = None
         if self.zeta > 1 or self.route == "kernel":
-            n_sn = refs.n_channels * (refs.settings.max_radial + 1)
-            n_lm = (refs.settings.max_angular + 1) ** 2
             largest = 3 * max(len(f) for f in feats.values())
-            check_memory(FLOAT * largest * (2 * F + 3 * n_sn * n_lm + 2 * largest),
-                         f"the λ=1 kernel design ({largest} columns per species: reference "
-                         "blocks, one atom's adjoints, the regulariser block)", FEWER_REFERENCES)
+            check_memory(FLOAT * (PAIR_BLOCK * 9 * (F + 2 * largest) + largest * F
+                                  + 2 * largest ** 2),
+                         f"the λ=1 kernel design ({largest} columns per species: one block of "
+                         f"{PAIR_BLOCK} pair Jacobians and its product with the reference "
+                         "features, the regulariser block)", FEWER_REFERENCES)
             self.ref_features = feats  # X̂_k (M_z, 3, F)
             self.bases = {}
             self.route_ = "kernel"
