@@ -8,18 +8,20 @@
 import numpy as np
 
 
-def normalise(x):
-    """Rows of ``x`` (n, D) divided by their norms; returns (x̂, norms (n,)); in blocks of
-    rows (:data:`~bornml.descriptors.soap.ATOM_BLOCK`) for large frames (the same numbers)."""
-    from ..descriptors.soap import ATOM_BLOCK
+def normalise(x, out=None):
+    """Rows of ``x`` (n, D) divided by their norms; returns (x̂, norms (n,)), in blocks of
+    rows (:data:`~bornml.descriptors.soap.ATOM_BLOCK`) for large frames (the same numbers).
+    ``out``: arrays (x̂ (n, D), norms (n,)) to write into; x̂ may be ``x`` itself."""
+    from ..descriptors.soap import atom_blocks
 
-    if len(x) > ATOM_BLOCK:
-        parts = [normalise(x[i:i + ATOM_BLOCK]) for i in range(0, len(x), ATOM_BLOCK)]
-        return np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])
-    norms = np.linalg.norm(x, axis=1)
-    if np.any(norms == 0):
-        raise ValueError("an environment has an all-zero power spectrum")
-    return x / norms[:, None], norms
+    xhat, norms = (np.empty_like(x), np.empty(len(x))) if out is None else out
+    for a, b in atom_blocks(len(x)):
+        n = norms[a:b]
+        n[:] = np.linalg.norm(x[a:b], axis=1)
+        if np.any(n == 0):
+            raise ValueError("an environment has an all-zero power spectrum")
+        np.divide(x[a:b], n[:, None], out=xhat[a:b])
+    return xhat, norms
 
 
 def kernel(xhat, ref, zeta):
@@ -47,18 +49,19 @@ def contracted_weights(ref, weights, zeta):
 
 
 def contracted_weighted_gradient(xhat, norms, contracted, zeta):
-    """Same result as :func:`kernel_weighted_gradient` from :func:`contracted_weights`;
-    in blocks of rows (:data:`~bornml.descriptors.soap.ATOM_BLOCK`) for large frames."""
-    from ..descriptors.soap import ATOM_BLOCK
-
-    if len(xhat) > ATOM_BLOCK:
-        parts = [contracted_weighted_gradient(xhat[i:i + ATOM_BLOCK], norms[i:i + ATOM_BLOCK],
-                                              contracted, zeta)
-                 for i in range(0, len(xhat), ATOM_BLOCK)]
-        return (np.concatenate([v for v, _ in parts]), np.concatenate([q for _, q in parts]))
+    """Same result as :func:`kernel_weighted_gradient` from :func:`contracted_weights`
+    (row by row: callers pass blocks of atoms, :data:`~bornml.descriptors.soap.ATOM_BLOCK`)."""
     if zeta == 1:
         q = xhat @ contracted
         return (contracted[None, :] - q[:, None] * xhat) / norms[:, None], q
     ax = xhat @ contracted  # (n, D); contracted is symmetric
     q = np.einsum("id,id->i", ax, xhat)
     return 2.0 * (ax - q[:, None] * xhat) / norms[:, None], q
+
+
+def weighted_gradient(xhat, norms, ref, weights, zeta, contracted=None):
+    """(Σ_k w_k ∂K_ik/∂x_i (n, D), q (n,)): by :func:`contracted_weighted_gradient` when
+    ``contracted`` is given, else by :func:`kernel_weighted_gradient`."""
+    if contracted is not None:
+        return contracted_weighted_gradient(xhat, norms, contracted, zeta)
+    return kernel_weighted_gradient(xhat, norms, ref, weights, zeta)
