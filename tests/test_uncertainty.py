@@ -77,7 +77,10 @@ def _molecule_model(kind, **kw):
 
 
 def _assert_batched_equals_loop(model, frame, n_samples=7):
-    dw = su.weight_deviations(model.posterior_, n_samples, seed=3)
+    """Both routes are linear maps of the weight deviations: compared on unit-scale ones
+    (posterior draws can be 1e5× larger than the Z they cause, and their rounding with it)."""
+    n = len(model.posterior_.factor)
+    dw = np.random.default_rng(3).standard_normal((n, n_samples))
     ctx = model.reference_set_.expand(frame)
     bec, charges = su.deviations(model, ctx, frame, dw)
     bec_loop, charges_loop = su.deviations(model, ctx, frame, dw, batched=False)
@@ -92,17 +95,20 @@ def test_batched_route_equals_per_sample_loop_crystal(zeta, quartz_frames, monke
     """Same draws through the batched adjoint route and through one copied term per draw (ζ
     = 1: one shared feature vector per draw; ζ ≥ 2: per-atom ones, here in several blocks of
     atoms and several chunks of draws)."""
-    monkeypatch.setattr(su, "ATOM_ROWS", 5)
-    monkeypatch.setattr(su, "CHUNK_BYTES", 8 * 72 * 300 * 3)  # a few draws per chunk
+    monkeypatch.setattr(su, "BLOCK_BYTES", 50_000)  # blocks of a few atoms
+    monkeypatch.setattr(su, "CHUNK_BYTES", 8 * 3 * 20_000)  # a few draws per chunk
     model = _q(zeta=zeta).fit(quartz_frames[:3])
     _assert_batched_equals_loop(model, quartz_frames[28])
 
 
 @pytest.mark.parametrize("kind", ["q", "p", "q+p"])
-def test_batched_route_equals_per_sample_loop_molecules(kind):
+def test_batched_route_equals_per_sample_loop_molecules(kind, monkeypatch):
     """Non-periodic frames (the exact-derivative rows of the assembly), three species, a frame
-    without carbon (absent species), and species channels mixed (C = 2 < S = 3)."""
+    without carbon (absent species), species channels mixed (C = 2 < S = 3), atom blocks of
+    mixed species."""
     from _structures import perturbed_molecule, synthetic_molecule_frames
+
+    monkeypatch.setattr(su, "BLOCK_BYTES", 20_000)
 
     for channels in (None, 2):
         model = _molecule_model(kind, species_channels=channels)

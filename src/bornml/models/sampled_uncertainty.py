@@ -14,11 +14,17 @@ an unbiased estimate of the exact score's square). The K deviations never form t
 Φ (9N, n): per term they go through the same adjoint pass as a prediction, with K right-hand
 sides at once (the descriptor expanded once):
 
-- charge term: Σ_k-batched kernel-weighted feature gradients v (K, N, D) → one power-spectrum
-  vector-Jacobian product → one pull-back of K adjoints to the pair vectors (K, P, 3) → one
-  Born-charge assembly with K trailing right-hand sides;
+- charge term: per species the K kernel-weighted feature vectors (ζ = 1: one per draw for all
+  atoms of the species; else per atom, one GEMM), their symmetric-matrix form applied to the
+  density coefficients as GEMMs (the power-spectrum vector-Jacobian product), one compiled
+  pull-back of the K coefficient adjoints to the pair vectors with the draws innermost, the
+  part along x̂_i from the norm gradient the prediction already has, and one Born-charge
+  assembly with K trailing right-hand sides;
 - dipole term: the λ=1 vector-feature adjoints of the K dipole weights (3K coefficient
-  adjoints) pulled back to the pairs in one call.
+  adjoints; per species one GEMM per l and half) pulled back in the same compiled pass.
+
+Atoms are processed in blocks (:data:`BLOCK_BYTES`) and the draws in chunks
+(:data:`CHUNK_BYTES`), so memory stays bounded for any frame and K.
 
 Another learnt term falls back to :func:`looped_deviations` (a copy of the term per draw:
 the reference the batched routes are tested against). The draws are the same for every frame
@@ -31,15 +37,18 @@ import numba
 import numpy as np
 
 from .. import keys
-from ..descriptors.lambda_soap import _blocks, vector_features, vector_features_vjp
+from ..descriptors.lambda_soap import _blocks, vector_features
 from ..descriptors.soap import _triangle_maps
 from .bec_assembly import assemble_bec
 from .dipole_term import scatter_pairs
 
 DEFAULT_SAMPLES = 16  #: K, posterior weight draws per frame (see the module docstring)
 DEFAULT_SEED = 0  #: seed of the draws ε_k
-CHUNK_BYTES = 2 ** 28  #: memory bound of the per-chunk (K, N, D) temporaries (256 MiB)
-ATOM_ROWS = 64  #: atoms per block of the per-atom feature matrices (ζ ≠ 1; cache-sized)
+#: bound of the whole-frame arrays of one chunk of draws, e.g. pair gradients (P, 3, 3, k)
+CHUNK_BYTES = 2 ** 26
+#: bound of the per-atom temporaries of one block of atoms (coefficient adjoints of its draws):
+#: small arrays are reused from the heap, large fresh ones cost page faults at every frame
+BLOCK_BYTES = 2 ** 22
 
 
 # -- draws -------------------------------------------------------------------------------------
@@ -56,10 +65,27 @@ def weight_deviations(posterior, n_samples=DEFAULT_SAMPLES, seed=DEFAULT_SEED):
     return np.sqrt(posterior.noise_variance) * draws
 
 
-def _sample_chunks(n_samples, n_atoms, width):
-    """Slices of the K draws whose (k, N, width) float temporaries fit in :data:`CHUNK_BYTES`."""
-    step = max(1, min(n_samples, CHUNK_BYTES // max(1, 8 * n_atoms * width)))
+def _sample_chunks(n_samples, per_draw):
+    """Slices of the K draws whose whole-frame arrays, ``per_draw`` floats per draw, fit in
+    :data:`CHUNK_BYTES`."""
+    step = max(1, min(n_samples, CHUNK_BYTES // max(1, 8 * per_draw)))
     return [slice(a, min(a + step, n_samples)) for a in range(0, n_samples, step)]
+
+
+def _atom_blocks(fe, per_atom):
+    """(atoms, pairs) slices of consecutive blocks of atoms whose temporaries, ``per_atom``
+    floats per atom, fit in :data:`BLOCK_BYTES`, and of the pairs centred on them (the
+    neighbour list is sorted by centre)."""
+    n_atoms, centers = fe.n_atoms, fe.pairs.centers
+    rows = max(1, BLOCK_BYTES // max(1, 8 * per_atom))
+    if np.any(np.diff(centers) < 0):  # not sorted by centre: one block
+        rows = n_atoms
+    starts = np.arange(0, n_atoms, rows)
+    stops = np.minimum(starts + rows, n_atoms)
+    first = np.searchsorted(centers, starts)
+    last = np.searchsorted(centers, stops)
+    return [(slice(int(a), int(b)), slice(int(p), int(q)))
+            for a, b, p, q in zip(starts, stops, first, last)]
 
 
 # -- charge term -------------------------------------------------------------------------------
@@ -107,32 +133,46 @@ def apply_feature_matrices(ct, mats, max_angular):
     return out.reshape(b * rows, lm, cn, n_samples)
 
 
-def species_adjoints(ct, xhat, norms, ref, weights, zeta, max_angular):
-    """Coefficient adjoints and charges of the atoms of one species for K weight vectors.
+def species_operators(refs, dw, zeta, cn, max_angular):
+    """Per species of ``refs``: (references (M, D), their transpose weighted for the matrix
+    form (D, M), weight deviations (M, K), and for ζ = 1 the contracted Σ_m w_mk x̂_m (D, K)
+    with its matrix form (1, L+1, CN, CN·K), shared by every atom of the species)."""
+    weights = triangle_weights(cn, max_angular)[:, None]
+    out, start = [], 0
+    for z in refs.species:
+        ref = refs.references[z]
+        w = dw[start:start + len(ref)]
+        start += len(ref)
+        ref_t = ref.T * weights
+        shared = None
+        if zeta == 1:
+            shared = (ref.T @ w, feature_matrices(ref_t @ w, cn, max_angular, 1))
+        out.append((ref, ref_t, w, shared))
+    return out
+
+
+def species_adjoints(ct, xhat, norms, operator, zeta, max_angular):
+    """Coefficient adjoints and charges of some atoms of one species for K weight vectors.
 
     ``ct`` (n, LM, CN) their transposed coefficients, ``xhat`` (n, D), ``norms`` (n,),
-    ``ref`` (M, D), ``weights`` (M, K). The feature adjoint of draw k is
-    v_ik = ζ/|x_i| (Σ_m w_mk k_im^(ζ−1) x̂_m − q_ik x̂_i) (:mod:`bornml.models.kernel`); the
-    part along x̂_i is left out here (it is a multiple of the pulled-back norm gradient, see
-    :func:`charge_deviations`). Returns (a (n, LM, CN, K), q (n, K) e)."""
-    n, cn = len(xhat), ct.shape[-1]
-    n_samples = weights.shape[1]
-    ref_t = ref.T * triangle_weights(cn, max_angular)[:, None]  # (D, M), matrix-form weights
-    if zeta == 1:  # one feature vector per draw, shared by every atom of the species
-        mats = feature_matrices(ref_t @ weights, cn, max_angular, 1)
+    ``operator``: the species' entry of :func:`species_operators`. The feature adjoint of
+    draw k is v_ik = ζ/|x_i| (Σ_m w_mk k_im^(ζ−1) x̂_m − q_ik x̂_i)
+    (:mod:`bornml.models.kernel`); the part along x̂_i is left out here (it is a multiple
+    of the pulled-back norm gradient, see :func:`charge_deviations`). Returns
+    (a (n, LM, CN, K), q (n, K) e)."""
+    ref, ref_t, weights, shared = operator
+    cn = ct.shape[-1]
+    if shared is not None:  # ζ = 1: one feature vector per draw for the whole species
+        contracted, mats = shared
         adj = apply_feature_matrices(ct[None], mats, max_angular)
-        return adj / norms[:, None, None, None], xhat @ (ref.T @ weights)
+        return adj / norms[:, None, None, None], xhat @ contracted
     k = xhat @ ref.T  # (n, M)
     kz1 = k ** (zeta - 1)
     q = (kz1 * k) @ weights
-    adj = np.empty((n,) + ct.shape[1:] + (n_samples,))
-    for a in range(0, n, ATOM_ROWS):  # one GEMM per block of atoms, temporaries bounded
-        rows = slice(a, min(a + ATOM_ROWS, n))
-        n_rows = rows.stop - rows.start
-        scaled = kz1[rows].T[:, :, None] * weights[:, None, :]  # (M, rows, K)
-        u = ref_t @ scaled.reshape(len(ref), -1)  # Σ_m w_mk k_im^(ζ−1) x̂_m: (D, rows·K)
-        adj[rows] = apply_feature_matrices(
-            ct[rows, None], feature_matrices(u, cn, max_angular, n_rows), max_angular)
+    scaled = kz1.T[:, :, None] * weights[:, None, :]  # (M, n, K)
+    u = ref_t @ scaled.reshape(len(ref), -1)  # Σ_m w_mk k_im^(ζ−1) x̂_m: (D, n·K)
+    adj = apply_feature_matrices(ct[:, None], feature_matrices(u, cn, max_angular, len(ct)),
+                                 max_angular)
     return adj * (zeta / norms)[:, None, None, None], q
 
 
@@ -143,33 +183,33 @@ def charge_deviations(term, ctx, frame, dw):
     g_p = ∂q_{i_p}/∂d_p of draw k is the pull-back of the coefficient adjoints of
     :func:`species_adjoints` minus ζ q_{i_p k}/|x_{i_p}| · x̂_{i_p}·∂x_{i_p}/∂d_p (the norm
     gradient the prediction already has)."""
-    fe, xhat, _ = ctx
+    fe = ctx.fe
     n_atoms, n_samples = len(frame), dw.shape[1]
     bec = np.empty((n_atoms, 3, 3, n_samples))
     charges = np.empty((n_atoms, n_samples))
     ct = transposed_coefficients(fe)
-    for chunk in _sample_chunks(n_samples, n_atoms, max(xhat.shape[1], ct[0].size)):
-        bec[..., chunk], charges[:, chunk] = _charge_chunk(term, ctx, ct, frame, dw[:, chunk])
+    for chunk in _sample_chunks(n_samples, 3 * len(fe.pairs.centers) + 10 * n_atoms):
+        bec[..., chunk], charges[:, chunk] = _charge_chunk(term, ctx, ct, dw[:, chunk])
     return bec, charges
 
 
-def _charge_chunk(term, ctx, ct, frame, dw):
+def _charge_chunk(term, ctx, ct, dw):
     fe, xhat, norms = ctx
-    refs = term.refs
+    max_angular = term.refs.settings.max_angular
     n_samples = dw.shape[1]
-    adj = np.zeros(ct.shape + (n_samples,))
-    q = np.zeros((len(frame), n_samples))
-    start = 0
-    for z in refs.species:
-        ref = refs.references[z]
-        weights = dw[start:start + len(ref)]
-        start += len(ref)
-        atoms = np.flatnonzero(frame.numbers == z)
-        if len(atoms):
-            adj[atoms], q[atoms] = species_adjoints(ct[atoms], xhat[atoms], norms[atoms], ref,
-                                                    weights, term.zeta,
-                                                    refs.settings.max_angular)
-    grads = pull_back(fe, adj)  # (P, 3, K)
+    operators = species_operators(term.refs, dw, term.zeta, ct.shape[-1], max_angular)
+    q = np.empty((fe.n_atoms, n_samples))
+    grads = np.empty((len(fe.pairs.centers), 3, n_samples))
+    for atoms, pairs in _atom_blocks(fe, ct[0].size * n_samples * 2):
+        adj = np.empty((atoms.stop - atoms.start,) + ct.shape[1:] + (n_samples,))
+        kinds = fe.species_index[atoms]
+        for kind, operator in enumerate(operators):
+            local = np.flatnonzero(kinds == kind)
+            if len(local):
+                rows = atoms.start + local
+                adj[local], q[rows] = species_adjoints(ct[rows], xhat[rows], norms[rows],
+                                                       operator, term.zeta, max_angular)
+        grads[pairs] = pull_back(fe, adj[:, None], atoms, pairs)[:, :, 0]
     centers = fe.pairs.centers
     grads -= (term.zeta * q[centers] / norms[centers, None])[:, None, :] * \
         fe.norm_pair_gradients(xhat)[:, :, None]
@@ -179,56 +219,59 @@ def _charge_chunk(term, ctx, ct, frame, dw):
     return bec, neutral
 
 
-def pull_back(fe, adj):
-    """:meth:`FrameExpansion.pair_vjp <bornml.descriptors.soap.FrameExpansion.pair_vjp>` of K
-    coefficient adjoints adj (N, LM, C·n, K) (channels, then radial index) → (P, 3, K)."""
-    n_atoms, lm, _, n_samples = adj.shape
+def pull_back(fe, adj, atoms, pairs):
+    """:meth:`FrameExpansion.pair_vjp <bornml.descriptors.soap.FrameExpansion.pair_vjp>` of
+    A·K coefficient adjoints adj (n, A, LM, C·n, K) (channels, then radial index) of the
+    ``atoms`` (a slice) → g (P_b, 3, A, K) of the ``pairs`` (a slice) centred on them,
+    g[p, :, a, k] the pull-back of adj[:, a, ..., k]."""
+    n_atoms, n_comp, lm, _, n_samples = adj.shape
     n_rad = fe.settings.max_radial + 1
-    adj = adj.reshape(n_atoms, lm, -1, n_rad, n_samples)
+    adj = adj.reshape(n_atoms, n_comp, lm, -1, n_rad, n_samples)
     if fe.mixing is not None:  # channel adjoints back to elements: Σ_γ U[γ, s] adj[γ]
-        adj = np.einsum("cs,ilcnk->ilsnk", fe.mixing, adj)
-    return _pull_back_kernel(np.ascontiguousarray(adj), fe.pairs.centers,
-                             fe.species_index[fe.pairs.neighbors], fe._fr, fe._dfr, fe._y,
-                             fe._dy, fe._unit)
+        adj = np.einsum("cs,ialcnk->ialsnk", fe.mixing, adj)
+    return _pull_back_kernel(np.ascontiguousarray(adj), fe.pairs.centers[pairs] - atoms.start,
+                             fe.species_index[fe.pairs.neighbors[pairs]], fe._fr[pairs],
+                             fe._dfr[pairs], fe._y[pairs], fe._dy[pairs], fe._unit[pairs])
 
 
 @numba.njit(cache=True)
 def _pull_back_kernel(adj, centers, species, fr, dfr, y, dy, unit):
-    """g[p, :, k] = Σ_{n,lm} adj[i_p, lm, s_p, n, k] ∂(fr[p,l,n] y[p,lm])/∂d_p, the draws k
-    innermost (contiguous, vectorised)."""
+    """g[p, :, a, k] = Σ_{n,lm} adj[i_p, a, lm, s_p, n, k] ∂(fr[p,l,n] y[p,lm])/∂d_p, the
+    draws k innermost (contiguous, vectorised)."""
     n_pairs, n_l, n_rad = fr.shape
-    n_k = adj.shape[-1]
-    g = np.zeros((n_pairs, 3, n_k))
+    n_comp, n_k = adj.shape[1], adj.shape[-1]
+    g = np.zeros((n_pairs, 3, n_comp, n_k))
     a = np.empty(n_k)
     b = np.empty(n_k)
     radial = np.empty(n_k)
     for p in range(n_pairs):
         i = centers[p]
         s = species[p]
-        radial[:] = 0.0
-        for l in range(n_l):
-            for lm in range(l * l, (l + 1) * (l + 1)):
-                a[:] = 0.0
-                b[:] = 0.0
-                for n in range(n_rad):
-                    f = fr[p, l, n]
-                    df = dfr[p, l, n]
+        for comp in range(n_comp):
+            radial[:] = 0.0
+            for l in range(n_l):
+                for lm in range(l * l, (l + 1) * (l + 1)):
+                    a[:] = 0.0
+                    b[:] = 0.0
+                    for n in range(n_rad):
+                        f = fr[p, l, n]
+                        df = dfr[p, l, n]
+                        for k in range(n_k):
+                            u = adj[i, comp, lm, s, n, k]
+                            a[k] += u * f
+                            b[k] += u * df
+                    ylm = y[p, lm]
+                    dx = dy[p, 0, lm]
+                    dyy = dy[p, 1, lm]
+                    dz = dy[p, 2, lm]
                     for k in range(n_k):
-                        u = adj[i, lm, s, n, k]
-                        a[k] += u * f
-                        b[k] += u * df
-                ylm = y[p, lm]
-                dx = dy[p, 0, lm]
-                dyy = dy[p, 1, lm]
-                dz = dy[p, 2, lm]
+                        radial[k] += b[k] * ylm
+                        g[p, 0, comp, k] += a[k] * dx
+                        g[p, 1, comp, k] += a[k] * dyy
+                        g[p, 2, comp, k] += a[k] * dz
+            for c in range(3):
                 for k in range(n_k):
-                    radial[k] += b[k] * ylm
-                    g[p, 0, k] += a[k] * dx
-                    g[p, 1, k] += a[k] * dyy
-                    g[p, 2, k] += a[k] * dz
-        for c in range(3):
-            for k in range(n_k):
-                g[p, c, k] += radial[k] * unit[p, c]
+                    g[p, c, comp, k] += radial[k] * unit[p, c]
     return g
 
 
@@ -236,16 +279,14 @@ def _pull_back_kernel(adj, centers, species, fr, dfr, y, dy, unit):
 def dipole_deviations(term, ctx, frame, dw):
     """Born-charge deviations of a :class:`~bornml.models.dipole_term.DipoleTerm` for weight
     deviations ``dw`` (Σ_z r_z, K) in its span coordinates: (δZ (N, 3, 3, K) e, None)."""
-    fe, xhat, norms = ctx
+    fe = ctx.fe
     n_atoms, n_samples = len(frame), dw.shape[1]
-    L = term.refs.settings.max_angular
-    blocks = _blocks(fe.coefficients, L)
-    xvec = vector_features(fe.coefficients, L, blocks) / norms[:, None, None]  # (N, 3, F)
-    self_term = fe.norm_pair_gradients(xhat)  # (P, 3)
-    u = _dipole_weights(term, dw)[fe.species_index]  # (N, F, K)
+    max_angular = term.refs.settings.max_angular
+    blocks = _blocks(fe.coefficients, max_angular)
+    u = _dipole_weights(term, dw)  # (S, F, K)
     bec = np.empty((n_atoms, 3, 3, n_samples))
-    for chunk in _sample_chunks(n_samples, 3 * n_atoms, fe.coefficients[0].size):
-        bec[..., chunk] = _dipole_chunk(fe, norms, xvec, self_term, blocks, L, u[..., chunk])
+    for chunk in _sample_chunks(n_samples, 9 * len(fe.pairs.centers) + 12 * n_atoms):
+        bec[..., chunk] = _dipole_chunk(ctx, blocks, max_angular, u[..., chunk])
     return bec, None
 
 
@@ -259,19 +300,56 @@ def _dipole_weights(term, dw):
     return np.stack(out)
 
 
-def _dipole_chunk(fe, norms, xvec, self_term, blocks, L, u):
+def vector_feature_adjoints(blocks, u, max_angular):
+    """:func:`bornml.descriptors.lambda_soap.vector_features_vjp` of K weight vectors shared
+    by the given atoms: u (F, K) → ∂(u_k · X_i[a])/∂c_i (n, 3, LM, C·n, K) (component a
+    second, draw k last). ``blocks``: ``lambda_soap._blocks`` of those atoms' coefficients;
+    one GEMM per l and half."""
+    c, ts, rs = blocks  # c (n, CN, LM); T_l (n, 3, 2l+1, CN); R_l (n, 3, CN, 2l+3)
+    n_atoms, cn, lm = c.shape
     n_samples = u.shape[-1]
-    dipoles = np.einsum("iaf,ifk->kia", xvec, u)  # (K, N, 3)
-    adj = np.stack([vector_features_vjp(fe.coefficients, u[..., k], L, blocks)
-                    for k in range(n_samples)])  # (K, 3, N, C, n, LM)
-    adj /= norms[None, None, :, None, None, None]
-    pulled = fe.pair_vjp_many(adj.reshape((3 * n_samples,) + adj.shape[2:]))  # (3K, P, 3)
-    pulled = pulled.reshape(n_samples, 3, -1, 3)
+    adj = np.zeros((n_atoms, 3, lm, cn, n_samples))
+    ublocks = u.reshape(max_angular, cn, cn, n_samples)  # U_l[α, β, k]
+    for l in range(max_angular):
+        w1, w2 = 2 * l + 1, 2 * l + 3
+        ul = ublocks[l]
+        # adj[i, a, l m1, α, k] += Σ_β T_l[i, a, m1, β] U_l[α, β, k]
+        swapped = np.ascontiguousarray(ul.transpose(1, 0, 2)).reshape(cn, -1)
+        first = ts[l].reshape(-1, cn) @ swapped
+        adj[:, :, l * l:(l + 1) ** 2] += first.reshape(n_atoms, 3, w1, cn, n_samples)
+        # adj[i, a, (l+1) m2, β, k] += Σ_α R_l[i, a, α, m2] U_l[α, β, k]
+        second = rs[l].transpose(0, 1, 3, 2).reshape(-1, cn) @ ul.reshape(cn, -1)
+        adj[:, :, (l + 1) ** 2:(l + 2) ** 2] += second.reshape(n_atoms, 3, w2, cn, n_samples)
+    return adj
+
+
+def _dipole_chunk(ctx, blocks, max_angular, u):
+    fe, xhat, norms = ctx
+    n_atoms, n_samples = len(norms), u.shape[-1]
+    c, ts, rs = blocks
+    dipoles = np.empty((n_atoms, 3, n_samples))
+    pulled = np.empty((len(fe.pairs.centers), 3, 3, n_samples))
+    for atoms, pairs in _atom_blocks(fe, 3 * c[0].size * n_samples * 2):
+        adj = np.empty((atoms.stop - atoms.start, 3) + c.shape[2:] + c.shape[1:2] +
+                       (n_samples,))
+        kinds = fe.species_index[atoms]
+        for kind in range(len(fe.species)):
+            local = np.flatnonzero(kinds == kind)
+            if len(local) == 0:
+                continue
+            rows = atoms.start + local
+            part = (c[rows], [t[rows] for t in ts], [r[rows] for r in rs])
+            xvec = vector_features(None, max_angular, part) / norms[rows, None, None]
+            dipoles[rows] = (xvec.reshape(-1, xvec.shape[-1]) @ u[kind]).reshape(
+                -1, 3, n_samples)
+            adj[local] = vector_feature_adjoints(part, u[kind], max_angular) / \
+                norms[rows, None, None, None, None]
+        pulled[pairs] = pull_back(fe, adj, atoms, pairs)  # [p, b, a, k] = ∂p_{i_p a}/∂d_{p b}
     centers = fe.pairs.centers
     grads = pulled.transpose(0, 2, 1, 3) - \
-        (dipoles[:, centers] / norms[None, centers, None])[..., None] * self_term[None, :, None]
-    return scatter_pairs(grads.transpose(1, 2, 3, 0), centers, fe.pairs.neighbors,
-                         len(norms))  # (N, 3, 3, K)
+        (dipoles[centers] / norms[centers, None, None])[:, :, None, :] * \
+        fe.norm_pair_gradients(xhat)[:, None, :, None]  # (P, 3, 3, K)
+    return scatter_pairs(grads, centers, fe.pairs.neighbors, n_atoms)  # (N, 3, 3, K)
 
 
 # -- any term: the reference --------------------------------------------------------------------
