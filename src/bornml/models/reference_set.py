@@ -59,13 +59,15 @@ class FrameContext:
         """Whether x̂ and the norms of every atom are held."""
         return self._xhat is not None
 
-    def block(self, start, stop):
+    def block(self, start, stop, out=None):
         """(x̂ (n, D), norms (n,)) of atoms ``start``..``stop``−1: rows of the held arrays, or
-        computed for these atoms alone."""
+        computed for these atoms alone (into ``out`` = (x̂, norms) arrays when given)."""
         if self._xhat is not None:
             return self._xhat[start:stop], self._norms[start:stop]
         fe = self.fe
-        return normalise(power_spectrum(fe.coefficients[start:stop], fe.settings.max_angular))
+        x = power_spectrum(fe.coefficients[start:stop], fe.settings.max_angular,
+                           None if out is None else out[0])
+        return normalise(x, out=(x, np.empty(len(x)) if out is None else out[1]))
 
     def __iter__(self):
         return iter((self.fe, self.xhat, self.norms))

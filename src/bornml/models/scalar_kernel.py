@@ -14,7 +14,7 @@ Derivative of one kernel entry (k_ik = x̂_i·x̂_k):
 import numpy as np
 
 from ..descriptors._kernels import pair_feature_jacobian
-from ..descriptors.soap import atom_blocks, power_spectrum_vjp
+from ..descriptors.soap import atom_blocks, power_spectrum_vjp, scratch
 from .kernel import contracted_weights, weighted_gradient
 
 #: pairs per block of the design route (bounds the (pairs, 3, features) Jacobian in memory)
@@ -102,24 +102,30 @@ def site_values_and_pair_gradients(refs, ctx, frame, weights, zeta, contracted):
     fe = ctx.fe
     L = refs.settings.max_angular
     kinds = fe.species_index  # index into refs.species (the expansion was made with them)
+    D = refs.n_features
     s = np.empty(fe.n_atoms)
     g = np.empty((len(fe.pairs.centers), 3))
     for a, b in atom_blocks(fe.n_atoms):
-        xhat, norms = ctx.block(a, b)
-        v = np.empty_like(xhat)
+        n = b - a
+        xhat, norms = ctx.block(a, b, (scratch("site_xhat", (n, D)), scratch("site_norms", n)))
+        v = scratch("site_v", (n, D))
         block_kinds = kinds[a:b]
         for k, z in enumerate(refs.species):
-            rows = block_kinds == k
-            n_rows = int(np.count_nonzero(rows))
-            if n_rows == 0:
+            rows = np.flatnonzero(block_kinds == k)
+            if len(rows) == 0:
                 continue
-            c = contracted.get(z)
-            if n_rows == b - a:  # one species in the block: no gather
-                v[:], s[a:b] = weighted_gradient(xhat, norms, refs.references[z], weights[z],
-                                                 zeta, c)
-            else:
-                v[rows], s[a:b][rows] = weighted_gradient(
-                    xhat[rows], norms[rows], refs.references[z], weights[z], zeta, c)
-        adjoint = power_spectrum_vjp(fe.coefficients[a:b], v, L)
+            ref, w, c = refs.references[z], weights[z], contracted.get(z)
+            if len(rows) == n:  # one species in the block: no gather
+                weighted_gradient(xhat, norms, ref, w, zeta, c, out=(v, s[a:b]))
+                continue
+            m = len(rows)
+            vz, sz = weighted_gradient(
+                np.take(xhat, rows, axis=0, out=scratch("site_xhat_z", (m, D)), mode="clip"),
+                norms[rows], ref, w, zeta, c,
+                out=(scratch("site_v_z", (m, D)), scratch("site_s_z", m)))
+            v[rows] = vz
+            s[a + rows] = sz
+        adjoint = power_spectrum_vjp(fe.coefficients[a:b], v, L,
+                                     scratch("site_adjoint", fe.coefficients[a:b].shape))
         g[fe.pair_range(a, b)] = fe.pair_vjp(adjoint, a)
     return s, g
