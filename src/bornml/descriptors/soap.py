@@ -20,6 +20,7 @@ feature space is pulled back to coefficient space (:func:`power_spectrum_vjp`) a
 pair vectors (:meth:`FrameExpansion.pair_vjp`) — one cheap pass, the adjoint.
 """
 
+import math
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -206,7 +207,7 @@ def scratch(name, shape):
     once the allocator has given the memory back to the system (≈2 µs per 4 KiB page
     measured), which for a 192-atom frame costs as much as the arithmetic of the block. Only
     for temporaries that do not leave the function that asked (one name, one user at a time)."""
-    size = int(np.prod(shape))
+    size = shape if isinstance(shape, int) else math.prod(shape)
     buf = getattr(_scratch, name, None)
     if buf is None or buf.size < size:
         buf = np.empty(size)
