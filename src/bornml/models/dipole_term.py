@@ -20,11 +20,11 @@ import numpy as np
 
 from .. import keys
 from ..descriptors.lambda_soap import (
-    _blocks,
     atom_jacobian,
+    dipoles_and_adjoints,
     n_vector_features,
+    pair_vjp_vectors,
     vector_features,
-    vector_features_vjp,
 )
 from ..memory import FEWER_REFERENCES, FLOAT
 from .bec_assembly import _pair_to_atom
@@ -163,21 +163,15 @@ class DipoleTerm:
 
     # -- prediction -----------------------------------------------------------------------
     def dipoles_and_pair_gradients(self, ctx):
-        """p (N, 3) e·Å and G (P, 3, 3), G_p[a, b] = ∂p_{i_p,a}/∂d_{p,b} (e)."""
-        fe, xhat, norms = ctx
-        L = self.refs.settings.max_angular
-        u = np.stack([self.weights[z] for z in self.refs.species])[fe.species_index]  # (N, F)
-        blocks = _blocks(fe.coefficients, L)
-        xvec = vector_features(fe.coefficients, L, blocks) / norms[:, None, None]
-        dipoles = np.einsum("iaf,if->ia", xvec, u)
-        adj = vector_features_vjp(fe.coefficients, u, L, blocks) / \
-            norms[None, :, None, None, None]
-        self_term = fe.norm_pair_gradients(xhat)
-        centers = fe.pairs.centers
-        pulled = fe.pair_vjp_many(adj)  # (3, P, 3): all three components in one pass
-        grads = pulled.transpose(1, 0, 2) - \
-            (dipoles[centers] / norms[centers, None])[:, :, None] * self_term[:, None, :]
-        return dipoles, grads
+        """p (N, 3) e·Å and G (P, 3, 3), G_p[a, b] = ∂p_{i_p,a}/∂d_{p,b} (e).
+
+        One compiled pass over atoms gives p and ∂p_i/∂c_i (normalisation included, no λ=1
+        features formed), one pass over pairs pulls the three components back together."""
+        fe = ctx.fe
+        u = np.stack([self.weights[z] for z in self.refs.species])  # (S, F)
+        dipoles, adjoints = dipoles_and_adjoints(fe.coefficients, u, fe.species_index,
+                                                 self.refs.settings.max_angular)
+        return dipoles, pair_vjp_vectors(fe, adjoints)
 
     def predict(self, ctx, frame):
         """{bec: Z^(p) (N, 3, 3), dipoles: p (N, 3) e·Å}."""
