@@ -132,8 +132,8 @@ class ChargeTerm:
         return self._contracted
 
     def charges_and_pair_gradients(self, ctx, frame):
-        """Raw charges q (N,) e and g (P, 3), g_p = ∂q_{i_p}/∂d_p (e/Å): the adjoint route
-        block by block of atoms (:func:`~bornml.models.scalar_kernel.site_values_and_pair_gradients`)."""
+        """Raw charges q (N,) e and g (P, 3), g_p = ∂q_{i_p}/∂d_p (e/Å): the adjoint route,
+        block by block of atoms (:func:`.scalar_kernel.site_values_and_pair_gradients`)."""
         contracted = {z: c for z, c in self._contracted_weights().items() if c is not None}
         return site_values_and_pair_gradients(self.refs, ctx, frame, self.weights, self.zeta,
                                               contracted)

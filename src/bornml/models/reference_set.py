@@ -10,11 +10,7 @@ radial basis, and per species z the normalised power spectra of M_z reference en
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..descriptors.soap import (
-    FrameExpansion,
-    feature_to_matrices,
-    power_spectrum,
-)
+from ..descriptors.soap import FrameExpansion, feature_to_matrices, power_spectrum
 from ..descriptors.species_channels import species_mixing
 from ..errors import BornDataError
 from ..memory import FEWER_REFERENCES, FLOAT
