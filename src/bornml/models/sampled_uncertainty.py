@@ -176,9 +176,17 @@ def species_adjoints(ct, xhat, norms, operator, zeta, max_angular):
     return adj * (zeta / norms)[:, None, None, None], q
 
 
-def charge_deviations(term, ctx, frame, dw):
+def charge_operators(term, dw):
+    """:func:`species_operators` of a charge term for ``dw`` (M, K): frame independent."""
+    refs = term.refs
+    cn = refs.n_channels * (refs.settings.max_radial + 1)
+    return species_operators(refs, dw, term.zeta, cn, refs.settings.max_angular)
+
+
+def charge_deviations(term, ctx, frame, dw, operators=None):
     """Born-charge and charge deviations of a :class:`~bornml.models.charge_term.ChargeTerm`
-    for weight deviations ``dw`` (M, K): (δZ (N, 3, 3, K) e, δq' (N, K) e).
+    for weight deviations ``dw`` (M, K): (δZ (N, 3, 3, K) e, δq' (N, K) e); ``operators``:
+    :func:`charge_operators` of ``dw`` when the caller keeps them across frames.
 
     g_p = ∂q_{i_p}/∂d_p of draw k is the pull-back of the coefficient adjoints of
     :func:`species_adjoints` minus ζ q_{i_p k}/|x_{i_p}| · x̂_{i_p}·∂x_{i_p}/∂d_p (the norm
@@ -188,16 +196,18 @@ def charge_deviations(term, ctx, frame, dw):
     bec = np.empty((n_atoms, 3, 3, n_samples))
     charges = np.empty((n_atoms, n_samples))
     ct = transposed_coefficients(fe)
-    for chunk in _sample_chunks(n_samples, 3 * len(fe.pairs.centers) + 10 * n_atoms):
-        bec[..., chunk], charges[:, chunk] = _charge_chunk(term, ctx, ct, dw[:, chunk])
+    chunks = _sample_chunks(n_samples, 3 * len(fe.pairs.centers) + 10 * n_atoms)
+    for chunk in chunks:
+        ops = operators if operators is not None and len(chunks) == 1 else \
+            charge_operators(term, dw[:, chunk])
+        bec[..., chunk], charges[:, chunk] = _charge_chunk(term, ctx, ct, ops)
     return bec, charges
 
 
-def _charge_chunk(term, ctx, ct, dw):
+def _charge_chunk(term, ctx, ct, operators):
     fe, xhat, norms = ctx
     max_angular = term.refs.settings.max_angular
-    n_samples = dw.shape[1]
-    operators = species_operators(term.refs, dw, term.zeta, ct.shape[-1], max_angular)
+    n_samples = operators[0][2].shape[1]
     q = np.empty((fe.n_atoms, n_samples))
     grads = np.empty((len(fe.pairs.centers), 3, n_samples))
     for atoms, pairs in _atom_blocks(fe, ct[0].size * n_samples * 2):
@@ -209,7 +219,7 @@ def _charge_chunk(term, ctx, ct, dw):
                 rows = atoms.start + local
                 adj[local], q[rows] = species_adjoints(ct[rows], xhat[rows], norms[rows],
                                                        operator, term.zeta, max_angular)
-        grads[pairs] = pull_back(fe, adj[:, None], atoms, pairs)[:, :, 0]
+        grads[pairs] = pull_back(fe, adj, atoms, pairs)
     centers = fe.pairs.centers
     grads -= (term.zeta * q[centers] / norms[centers, None])[:, None, :] * \
         fe.norm_pair_gradients(xhat)[:, :, None]
@@ -220,77 +230,78 @@ def _charge_chunk(term, ctx, ct, dw):
 
 
 def pull_back(fe, adj, atoms, pairs):
-    """:meth:`FrameExpansion.pair_vjp <bornml.descriptors.soap.FrameExpansion.pair_vjp>` of
-    A·K coefficient adjoints adj (n, A, LM, C·n, K) (channels, then radial index) of the
-    ``atoms`` (a slice) → g (P_b, 3, A, K) of the ``pairs`` (a slice) centred on them,
-    g[p, :, a, k] the pull-back of adj[:, a, ..., k]."""
-    n_atoms, n_comp, lm, _, n_samples = adj.shape
-    n_rad = fe.settings.max_radial + 1
-    adj = adj.reshape(n_atoms, n_comp, lm, -1, n_rad, n_samples)
+    """:meth:`FrameExpansion.pair_vjp <bornml.descriptors.soap.FrameExpansion.pair_vjp>` of J
+    coefficient adjoints adj (n, LM, C·n, J) (channels, then radial index) of the ``atoms``
+    (a slice) → g (P_b, 3, J) of the ``pairs`` (a slice) centred on them."""
+    n_atoms, lm, _, n_rhs = adj.shape
+    adj = adj.reshape(n_atoms, lm, -1, fe.settings.max_radial + 1, n_rhs)
     if fe.mixing is not None:  # channel adjoints back to elements: Σ_γ U[γ, s] adj[γ]
-        adj = np.einsum("cs,ialcnk->ialsnk", fe.mixing, adj)
+        adj = np.einsum("cs,lcnj->lsnj", fe.mixing, adj.reshape((-1,) + adj.shape[2:]))
+        adj = adj.reshape((n_atoms, lm) + adj.shape[1:])
     return _pull_back_kernel(np.ascontiguousarray(adj), fe.pairs.centers[pairs] - atoms.start,
                              fe.species_index[fe.pairs.neighbors[pairs]], fe._fr[pairs],
                              fe._dfr[pairs], fe._y[pairs], fe._dy[pairs], fe._unit[pairs])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=True)
 def _pull_back_kernel(adj, centers, species, fr, dfr, y, dy, unit):
-    """g[p, :, a, k] = Σ_{n,lm} adj[i_p, a, lm, s_p, n, k] ∂(fr[p,l,n] y[p,lm])/∂d_p, the
-    draws k innermost (contiguous, vectorised)."""
+    """g[p, :, j] = Σ_{n,lm} adj[i_p, lm, s_p, n, j] ∂(fr[p,l,n] y[p,lm])/∂d_p, the
+    right-hand sides j innermost (contiguous, vectorised)."""
     n_pairs, n_l, n_rad = fr.shape
-    n_comp, n_k = adj.shape[1], adj.shape[-1]
-    g = np.zeros((n_pairs, 3, n_comp, n_k))
-    a = np.empty(n_k)
-    b = np.empty(n_k)
-    radial = np.empty(n_k)
+    n_j = adj.shape[-1]
+    g = np.zeros((n_pairs, 3, n_j))
+    a = np.empty(n_j)
+    b = np.empty(n_j)
+    radial = np.empty(n_j)
     for p in range(n_pairs):
         i = centers[p]
         s = species[p]
-        for comp in range(n_comp):
-            radial[:] = 0.0
-            for l in range(n_l):
-                for lm in range(l * l, (l + 1) * (l + 1)):
-                    a[:] = 0.0
-                    b[:] = 0.0
-                    for n in range(n_rad):
-                        f = fr[p, l, n]
-                        df = dfr[p, l, n]
-                        for k in range(n_k):
-                            u = adj[i, comp, lm, s, n, k]
-                            a[k] += u * f
-                            b[k] += u * df
-                    ylm = y[p, lm]
-                    dx = dy[p, 0, lm]
-                    dyy = dy[p, 1, lm]
-                    dz = dy[p, 2, lm]
-                    for k in range(n_k):
-                        radial[k] += b[k] * ylm
-                        g[p, 0, comp, k] += a[k] * dx
-                        g[p, 1, comp, k] += a[k] * dyy
-                        g[p, 2, comp, k] += a[k] * dz
-            for c in range(3):
-                for k in range(n_k):
-                    g[p, c, comp, k] += radial[k] * unit[p, c]
+        gp = g[p]
+        radial[:] = 0.0
+        for l in range(n_l):
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                a[:] = 0.0
+                b[:] = 0.0
+                for n in range(n_rad):
+                    f = fr[p, l, n]
+                    df = dfr[p, l, n]
+                    row = adj[i, lm, s, n]
+                    for j in range(n_j):
+                        a[j] += row[j] * f
+                        b[j] += row[j] * df
+                ylm = y[p, lm]
+                dx = dy[p, 0, lm]
+                dyy = dy[p, 1, lm]
+                dz = dy[p, 2, lm]
+                for j in range(n_j):
+                    radial[j] += b[j] * ylm
+                    gp[0, j] += a[j] * dx
+                    gp[1, j] += a[j] * dyy
+                    gp[2, j] += a[j] * dz
+        for c in range(3):
+            uc = unit[p, c]
+            for j in range(n_j):
+                gp[c, j] += radial[j] * uc
     return g
 
 
 # -- dipole term -------------------------------------------------------------------------------
-def dipole_deviations(term, ctx, frame, dw):
+def dipole_deviations(term, ctx, frame, dw, operators=None):
     """Born-charge deviations of a :class:`~bornml.models.dipole_term.DipoleTerm` for weight
-    deviations ``dw`` (Σ_z r_z, K) in its span coordinates: (δZ (N, 3, 3, K) e, None)."""
+    deviations ``dw`` (Σ_z r_z, K) in its span coordinates: (δZ (N, 3, 3, K) e, None);
+    ``operators``: :func:`dipole_operators` of ``dw`` when the caller keeps them."""
     fe = ctx.fe
     n_atoms, n_samples = len(frame), dw.shape[1]
     max_angular = term.refs.settings.max_angular
     blocks = _blocks(fe.coefficients, max_angular)
-    u = _dipole_weights(term, dw)  # (S, F, K)
+    u = dipole_operators(term, dw) if operators is None else operators  # (S, F, K)
     bec = np.empty((n_atoms, 3, 3, n_samples))
     for chunk in _sample_chunks(n_samples, 9 * len(fe.pairs.centers) + 12 * n_atoms):
         bec[..., chunk] = _dipole_chunk(ctx, blocks, max_angular, u[..., chunk])
     return bec, None
 
 
-def _dipole_weights(term, dw):
+def dipole_operators(term, dw):
     """u (S, F, K): each species' feature-space dipole weights Q_z δy_z."""
     out, start = [], 0
     for z in term.refs.species:
@@ -302,13 +313,13 @@ def _dipole_weights(term, dw):
 
 def vector_feature_adjoints(blocks, u, max_angular):
     """:func:`bornml.descriptors.lambda_soap.vector_features_vjp` of K weight vectors shared
-    by the given atoms: u (F, K) → ∂(u_k · X_i[a])/∂c_i (n, 3, LM, C·n, K) (component a
-    second, draw k last). ``blocks``: ``lambda_soap._blocks`` of those atoms' coefficients;
+    by the given atoms: u (F, K) → ∂(u_k · X_i[a])/∂c_i (n, LM, C·n, 3, K) (component a,
+    then draw k, last). ``blocks``: ``lambda_soap._blocks`` of those atoms' coefficients;
     one GEMM per l and half."""
     c, ts, rs = blocks  # c (n, CN, LM); T_l (n, 3, 2l+1, CN); R_l (n, 3, CN, 2l+3)
     n_atoms, cn, lm = c.shape
     n_samples = u.shape[-1]
-    adj = np.zeros((n_atoms, 3, lm, cn, n_samples))
+    adj = np.zeros((n_atoms, lm, cn, 3, n_samples))
     ublocks = u.reshape(max_angular, cn, cn, n_samples)  # U_l[α, β, k]
     for l in range(max_angular):
         w1, w2 = 2 * l + 1, 2 * l + 3
@@ -316,10 +327,12 @@ def vector_feature_adjoints(blocks, u, max_angular):
         # adj[i, a, l m1, α, k] += Σ_β T_l[i, a, m1, β] U_l[α, β, k]
         swapped = np.ascontiguousarray(ul.transpose(1, 0, 2)).reshape(cn, -1)
         first = ts[l].reshape(-1, cn) @ swapped
-        adj[:, :, l * l:(l + 1) ** 2] += first.reshape(n_atoms, 3, w1, cn, n_samples)
+        adj[:, l * l:(l + 1) ** 2] += first.reshape(n_atoms, 3, w1, cn, n_samples).transpose(
+            0, 2, 3, 1, 4)
         # adj[i, a, (l+1) m2, β, k] += Σ_α R_l[i, a, α, m2] U_l[α, β, k]
         second = rs[l].transpose(0, 1, 3, 2).reshape(-1, cn) @ ul.reshape(cn, -1)
-        adj[:, :, (l + 1) ** 2:(l + 2) ** 2] += second.reshape(n_atoms, 3, w2, cn, n_samples)
+        adj[:, (l + 1) ** 2:(l + 2) ** 2] += second.reshape(
+            n_atoms, 3, w2, cn, n_samples).transpose(0, 2, 3, 1, 4)
     return adj
 
 
@@ -330,8 +343,8 @@ def _dipole_chunk(ctx, blocks, max_angular, u):
     dipoles = np.empty((n_atoms, 3, n_samples))
     pulled = np.empty((len(fe.pairs.centers), 3, 3, n_samples))
     for atoms, pairs in _atom_blocks(fe, 3 * c[0].size * n_samples * 2):
-        adj = np.empty((atoms.stop - atoms.start, 3) + c.shape[2:] + c.shape[1:2] +
-                       (n_samples,))
+        adj = np.empty((atoms.stop - atoms.start,) + c.shape[2:] + c.shape[1:2] +
+                       (3, n_samples))
         kinds = fe.species_index[atoms]
         for kind in range(len(fe.species)):
             local = np.flatnonzero(kinds == kind)
@@ -344,7 +357,8 @@ def _dipole_chunk(ctx, blocks, max_angular, u):
                 -1, 3, n_samples)
             adj[local] = vector_feature_adjoints(part, u[kind], max_angular) / \
                 norms[rows, None, None, None, None]
-        pulled[pairs] = pull_back(fe, adj, atoms, pairs)  # [p, b, a, k] = ∂p_{i_p a}/∂d_{p b}
+        pulled[pairs] = pull_back(fe, adj.reshape(adj.shape[:3] + (-1,)), atoms, pairs).reshape(
+            -1, 3, 3, n_samples)  # [p, b, a, k] = ∂p_{i_p a}/∂d_{p b}
     centers = fe.pairs.centers
     grads = pulled.transpose(0, 2, 1, 3) - \
         (dipoles[centers] / norms[centers, None, None])[:, :, None, :] * \
@@ -369,32 +383,53 @@ def looped_deviations(term, ctx, frame, dw):
     return np.stack(bec, axis=-1), charges
 
 
-BATCHED = {"charges": charge_deviations, "dipoles": dipole_deviations}
+#: term name → (batched route, its frame-independent operators)
+BATCHED = {"charges": (charge_deviations, charge_operators),
+           "dipoles": (dipole_deviations, dipole_operators)}
 
 
-def deviations(model, ctx, frame, dw, batched=True):
+def _term_deviations(model, dw):
+    """(term, its rows of ``dw``) for every learnt term, in design-column order."""
+    out, start = [], 0
+    for term in model._learnt():
+        n = term.n_columns()
+        out.append((term, dw[start:start + n]))
+        start += n
+    return out
+
+
+def prepare(model, dw):
+    """Frame-independent operators of every learnt term for ``dw`` (n, K) (None for a term
+    without a batched route): computed once, used for every frame."""
+    return [BATCHED[t.name][1](t, d) if t.name in BATCHED else None
+            for t, d in _term_deviations(model, dw)]
+
+
+def deviations(model, ctx, frame, dw, batched=True, prepared=None):
     """Σ over the learnt terms of (δZ (N, 3, 3, K), δq' (N, K)) for model weight deviations
-    ``dw`` (n, K) in design-column order; ``batched=False``: :func:`looped_deviations` for
-    every term."""
+    ``dw`` (n, K) in design-column order; ``prepared``: :func:`prepare` of ``dw``;
+    ``batched=False``: :func:`looped_deviations` for every term."""
     n_atoms, n_samples = len(frame), dw.shape[1]
     bec = np.zeros((n_atoms, 3, 3, n_samples))
     charges = np.zeros((n_atoms, n_samples))
-    start = 0
-    for term in model._learnt():
-        n = term.n_columns()
-        route = BATCHED.get(term.name, looped_deviations) if batched else looped_deviations
-        z, q = route(term, ctx, frame, dw[start:start + n])
-        start += n
+    parts = _term_deviations(model, dw)
+    for k, (term, rows) in enumerate(parts):
+        if batched and term.name in BATCHED:
+            ops = None if prepared is None else prepared[k]
+            z, q = BATCHED[term.name][0](term, ctx, frame, rows, ops)
+        else:
+            z, q = looped_deviations(term, ctx, frame, rows)
         bec += z
         if q is not None:
             charges += q
     return bec, charges
 
 
-def sampled_frame_uncertainty(model, ctx, frame, dw):
+def sampled_frame_uncertainty(model, ctx, frame, dw, prepared=None):
     """{bec_std (N, 3, 3), charges_std (N,), uncertainty_score} (e) of one frame from the
-    weight deviations ``dw`` (n, K) (:func:`weight_deviations`)."""
-    bec, charges = deviations(model, ctx, frame, dw)
+    weight deviations ``dw`` (n, K) (:func:`weight_deviations`; ``prepared``: their
+    :func:`prepare`)."""
+    bec, charges = deviations(model, ctx, frame, dw, prepared=prepared)
     bec_var = np.mean(bec ** 2, axis=-1)
     return {keys.BEC_STD: np.sqrt(bec_var),
             keys.CHARGES_STD: np.sqrt(np.mean(charges ** 2, axis=-1)),
