@@ -260,8 +260,8 @@ def test_cli_predict_uncertainty_and_select(fitted, quartz_frames, tmp_path, cap
 
 
 def test_cli_predict_scores_every_nth_frame_by_default(fitted, quartz_frames, tmp_path, capsys):
-    """Without --uncertainty, predict checks every --score-every-th frame (a scored frame costs
-    ~20 plain predictions) and names the flagged frame by its index in the file."""
+    """Without --uncertainty, predict checks every --score-every-th frame and names the flagged
+    frame by its index in the file."""
     from bornml.cli import main
 
     model = tmp_path / "q.npz"

@@ -31,11 +31,11 @@ assumed (``benchmarks/uncertainty.py``).
   posterior weight draws pushed through the adjoint prediction together
   (:mod:`bornml.models.sampled_uncertainty`): each std has a relative sampling error
   ≈ 1/sqrt(2K) (18 % for K = 16), the score far less (it averages 9N components); the
-  draws are the same for every frame (a fixed seed) and the cost is a few plain predictions
-  (measured in ``benchmarks/uncertainty.py``).
+  draws are the same for every frame (a fixed seed) and the cost is 3–5 plain predictions
+  for q (measured in ``benchmarks/uncertainty.py``).
 - ``"exact"``: the frame's design rows (the same code as the fit) and one triangular solve
-  with the stored Cholesky factor L of A_reg (n², packed, in the model file); about 20–30
-  plain predictions.
+  with the stored Cholesky factor L of A_reg (n², packed, in the model file); 16–26 plain
+  predictions for q (``benchmarks/uncertainty.py``).
 
 **Extrapolation threshold.** At fit time the scores of up to :data:`THRESHOLD_FRAMES` evenly
 spaced training frames are computed *as if each frame had been left out* (leave-one-frame-out
