@@ -117,6 +117,31 @@ def test_batched_route_equals_per_sample_loop_molecules(kind, monkeypatch):
             _assert_batched_equals_loop(model, frame)
 
 
+def test_compiled_dipole_adjoints_of_many_draws_equal_one_draw_at_a_time():
+    """The sampled route's per-atom kernel (K weight vectors per species, draws innermost)
+    against the prediction's kernel called once per draw: dipoles and normalised adjoints."""
+    from bornml.descriptors._kernels import vector_dipole_adjoints_many
+    from bornml.descriptors.lambda_soap import dipoles_and_adjoints, sparse_couplings
+
+    rng = np.random.default_rng(5)
+    n_atoms, n_ch, n_rad, max_angular, n_draws = 5, 2, 3, 3, 4
+    lm, sn = (max_angular + 1) ** 2, n_ch * n_rad
+    coef = rng.standard_normal((n_atoms, n_ch, n_rad, lm))
+    species = np.array([0, 1, 0, 0, 1])
+    u = rng.standard_normal((2, max_angular * sn * sn, n_draws))
+    coef_t = np.ascontiguousarray(coef.reshape(n_atoms, sn, lm).transpose(0, 2, 1))
+    blocks = u.reshape(2, max_angular, sn, sn, n_draws)  # U_l[α, β, k]
+    swapped = np.ascontiguousarray(blocks.transpose(0, 1, 3, 2, 4))
+    dipoles, adjoints = vector_dipole_adjoints_many(
+        coef_t, blocks.reshape(2, max_angular, sn, -1), swapped.reshape(2, max_angular, sn, -1),
+        species, *sparse_couplings(max_angular), n_rad)
+    for k in range(n_draws):
+        p, adj = dipoles_and_adjoints(coef, u[..., k], species, max_angular)  # (N, C, LM, 3, n)
+        np.testing.assert_allclose(dipoles[..., k], p, rtol=0, atol=1e-12 * np.abs(p).max())
+        got = adjoints[..., k].transpose(0, 1, 2, 4, 3)  # [i, γ, lm, a, n]
+        np.testing.assert_allclose(got, adj, rtol=0, atol=1e-12 * np.abs(adj).max())
+
+
 @pytest.mark.parametrize("kind", ["q", "q+p"])
 def test_sampled_std_converges_to_exact(kind, quartz_frames):
     """K = 4000 draws: every std within 5 of its sampling errors 1/sqrt(2K) of the exact

@@ -392,3 +392,132 @@ def pull_back_vectors_to_pairs(adjoints, segment, fr, dfr, y, dy, unit):
         g[p, 2, 1] = g21 + r2 * uy
         g[p, 2, 2] = g22 + r2 * uz
     return g
+
+
+@numba.njit(cache=True, fastmath=REASSOCIATE)
+def vector_dipole_adjoints_many(coef_t, u, ut, center_species, cg_start, cg_a, cg_m1, cg_m2,
+                                cg_val, n_rad):
+    """:func:`vector_dipoles_and_adjoints` for K weight vectors per species at once (the
+    sampled uncertainty's draws): ``u`` (n_species, L, SN, SN·K) the weights U_l[α, (β, k)]
+    and ``ut`` the same with α and β swapped, U_l[β, (α, k)], the draws innermost.
+
+    Per atom and l, U_l is contracted with the coefficients first, two small matrix products
+    (G1[m2, (α, k)] = Σ_β c[β, (l+1) m2] U[α, β, k], G2[m1, (β, k)] = Σ_α c[α, l m1]
+    U[α, β, k]), then with the sparse couplings (inner loops over the K draws, contiguous); the normalisation is differentiated inside the adjoint (∂|x_i|/∂c from
+    the P^l matrices of the same coefficients), so a pull-back to the pairs gives ∂p_ik/∂d_p
+    whole. Returns the dipoles (n_atoms, 3, K) and the adjoints (n_atoms, C, LM, N, 3, K)
+    (∂p_ik[a]/∂c_i[γ, n, lm] at [i, γ, lm, n, a, k], SN = C·N channel-major: per centre and
+    channel an (LM·N, 3K) matrix, the layout :func:`pull_back_tables_to_pairs` reads)."""
+    n_atoms, n_lm, sn = coef_t.shape
+    n_k = u.shape[-1] // sn
+    n_l = cg_start.shape[0] - 1
+    n_ps = int(np.sqrt(n_lm) + 0.5)
+    dipoles = np.zeros((n_atoms, 3, n_k))
+    adjoint = np.empty((n_atoms, sn // n_rad, n_lm, n_rad, 3, n_k))
+    raw = np.zeros((n_lm, sn, 3, n_k))
+    dnorm = np.zeros((n_lm, sn))
+    ps = np.zeros((n_ps, sn, sn))
+    d = np.zeros((3, n_k))
+    for i in range(n_atoms):
+        c = coef_t[i]
+        z = center_species[i]
+        norm2 = 0.0
+        for l in range(n_ps):
+            inv = 1.0 / np.sqrt(2.0 * l + 1.0)
+            ps[l] = 0.0
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                for al in range(sn):
+                    cv = c[lm, al]
+                    for be in range(sn):
+                        ps[l, al, be] += cv * c[lm, be]
+            for al in range(sn):
+                for be in range(sn):
+                    ps[l, al, be] *= inv
+                    norm2 += ps[l, al, be] * ps[l, al, be]
+        w = 1.0 / np.sqrt(norm2)
+        raw[:] = 0.0
+        d[:] = 0.0
+        for l in range(n_l):
+            o1 = l * l
+            o2 = (l + 1) * (l + 1)
+            g1 = np.dot(np.ascontiguousarray(c[o2:o2 + 2 * l + 3]), ut[z, l]).reshape(
+                2 * l + 3, sn, n_k)
+            g2 = np.dot(np.ascontiguousarray(c[o1:o1 + 2 * l + 1]), u[z, l]).reshape(
+                2 * l + 1, sn, n_k)
+            for q in range(cg_start[l], cg_start[l + 1]):
+                a = cg_a[q]
+                m1 = cg_m1[q]
+                m2 = cg_m2[q]
+                v = cg_val[q]
+                da = d[a]
+                for al in range(sn):
+                    r1 = raw[o1 + m1, al, a]
+                    r2 = raw[o2 + m2, al, a]
+                    h1 = g1[m2, al]
+                    h2 = g2[m1, al]
+                    vc = v * c[o1 + m1, al]
+                    for k in range(n_k):
+                        r1[k] += v * h1[k]
+                        r2[k] += v * h2[k]
+                        da[k] += vc * h1[k]
+        for a in range(3):
+            for k in range(n_k):
+                d[a, k] *= w
+                dipoles[i, a, k] = d[a, k]
+        for l in range(n_ps):
+            scale = 2.0 * w / np.sqrt(2.0 * l + 1.0)
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                for al in range(sn):
+                    t = 0.0
+                    for be in range(sn):
+                        t += ps[l, al, be] * c[lm, be]
+                    dnorm[lm, al] = scale * t
+        for lm in range(n_lm):
+            for al in range(sn):
+                dn = dnorm[lm, al]
+                for a in range(3):
+                    out = adjoint[i, al // n_rad, lm, al % n_rad, a]
+                    r = raw[lm, al, a]
+                    da = d[a]
+                    for k in range(n_k):
+                        out[k] = w * (r[k] - da[k] * dn)
+    return dipoles, adjoint
+
+
+@numba.njit(cache=True, fastmath=REASSOCIATE)
+def pull_back_tables_to_pairs(adjoints, centers, species, fr, dfr, y, dy, unit):
+    """g[p, c, j] = Σ_{lm,n} adjoints[i_p, s_p, lm, n, j] ∂(fr[p,l,n] y[p,lm])/∂d_{p,c} for J
+    right-hand sides, adjoints (n_atoms, S, LM, N, J). Per run of consecutive pairs with the
+    same centre and neighbour species (pairs sorted by centre: one run per centre and
+    species), the derivative table D[(p, c), (lm, n)] = dfr y û_c + fr ∂y/∂d_c (3·pairs,
+    LM·N) is built once and multiplied with adjoints[i, s] (LM·N, J) as one matrix product
+    → (P, 3, J). Correct for any order of the pairs (more, shorter runs)."""
+    n_pairs, n_l, n_rad = fr.shape
+    n_atoms, n_s, n_lm = adjoints.shape[0], adjoints.shape[1], adjoints.shape[2]
+    n_j = adjoints.shape[4]
+    flat = adjoints.reshape(n_atoms, n_s, n_lm * n_rad, n_j)
+    g = np.empty((n_pairs, 3, n_j))
+    start = 0
+    while start < n_pairs:
+        i = centers[start]
+        s = species[start]
+        stop = start + 1
+        while stop < n_pairs and centers[stop] == i and species[stop] == s:
+            stop += 1
+        m = stop - start
+        table = np.empty((3 * m, n_lm * n_rad))
+        for q in range(m):
+            p = start + q
+            for c in range(3):
+                uc = unit[p, c]
+                row = table[3 * q + c]
+                for l in range(n_l):
+                    for lm in range(l * l, (l + 1) * (l + 1)):
+                        yu = y[p, lm] * uc
+                        dyc = dy[p, c, lm]
+                        base = lm * n_rad
+                        for n in range(n_rad):
+                            row[base + n] = dfr[p, l, n] * yu + fr[p, l, n] * dyc
+        g[start:stop] = np.dot(table, flat[i, s]).reshape(m, 3, n_j)
+        start = stop
+    return g

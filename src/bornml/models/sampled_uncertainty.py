@@ -20,8 +20,13 @@ sides at once (the descriptor expanded once):
   pull-back of the K coefficient adjoints to the pair vectors with the draws innermost, the
   part along x̂_i from the norm gradient the prediction already has, and one Born-charge
   assembly with K trailing right-hand sides;
-- dipole term: the λ=1 vector-feature adjoints of the K dipole weights (3K coefficient
-  adjoints; per species one GEMM per l and half) pulled back in the same compiled pass.
+- dipole term: per atom, the 3K coefficient adjoints of the K dipoles in one compiled pass
+  (:func:`~bornml.descriptors._kernels.vector_dipole_adjoints_many`: the draws' weights
+  contracted with the coefficients first, then with the sparse couplings; the
+  normalisation differentiated inside, so no λ=1 features and no norm gradients are
+  formed), pulled back per centre and neighbour species as one matrix product: the pairs'
+  derivative tables (3·pairs, LM·N), built once, times the (LM·N, 3K) adjoints
+  (:func:`~bornml.descriptors._kernels.pull_back_tables_to_pairs`).
 
 Atoms are processed in blocks (:data:`BLOCK_BYTES`) and the draws in chunks
 (:data:`CHUNK_BYTES`), so memory stays bounded for any frame and K.
@@ -37,7 +42,11 @@ import numba
 import numpy as np
 
 from .. import keys
-from ..descriptors.lambda_soap import _blocks, vector_features
+from ..descriptors._kernels import (
+    pull_back_tables_to_pairs,
+    vector_dipole_adjoints_many,
+)
+from ..descriptors.lambda_soap import sparse_couplings
 from ..descriptors.soap import _triangle_maps
 from .bec_assembly import assemble_bec
 from .dipole_term import scatter_pairs
@@ -293,11 +302,11 @@ def dipole_deviations(term, ctx, frame, dw, operators=None):
     fe = ctx.fe
     n_atoms, n_samples = len(frame), dw.shape[1]
     max_angular = term.refs.settings.max_angular
-    blocks = _blocks(fe.coefficients, max_angular)
     u = dipole_operators(term, dw) if operators is None else operators  # (S, F, K)
+    coef_t = transposed_coefficients(fe)  # (N, LM, C·n)
     bec = np.empty((n_atoms, 3, 3, n_samples))
     for chunk in _sample_chunks(n_samples, 9 * len(fe.pairs.centers) + 12 * n_atoms):
-        bec[..., chunk] = _dipole_chunk(ctx, blocks, max_angular, u[..., chunk])
+        bec[..., chunk] = _dipole_chunk(fe, coef_t, max_angular, u[..., chunk])
     return bec, None
 
 
@@ -311,59 +320,35 @@ def dipole_operators(term, dw):
     return np.stack(out)
 
 
-def vector_feature_adjoints(blocks, u, max_angular):
-    """:func:`bornml.descriptors.lambda_soap.vector_features_vjp` of K weight vectors shared
-    by the given atoms: u (F, K) → ∂(u_k · X_i[a])/∂c_i (n, LM, C·n, 3, K) (component a,
-    then draw k, last). ``blocks``: ``lambda_soap._blocks`` of those atoms' coefficients;
-    one GEMM per l and half."""
-    c, ts, rs = blocks  # c (n, CN, LM); T_l (n, 3, 2l+1, CN); R_l (n, 3, CN, 2l+3)
-    n_atoms, cn, lm = c.shape
-    n_samples = u.shape[-1]
-    adj = np.zeros((n_atoms, lm, cn, 3, n_samples))
-    ublocks = u.reshape(max_angular, cn, cn, n_samples)  # U_l[α, β, k]
-    for l in range(max_angular):
-        w1, w2 = 2 * l + 1, 2 * l + 3
-        ul = ublocks[l]
-        # adj[i, a, l m1, α, k] += Σ_β T_l[i, a, m1, β] U_l[α, β, k]
-        swapped = np.ascontiguousarray(ul.transpose(1, 0, 2)).reshape(cn, -1)
-        first = ts[l].reshape(-1, cn) @ swapped
-        adj[:, l * l:(l + 1) ** 2] += first.reshape(n_atoms, 3, w1, cn, n_samples).transpose(
-            0, 2, 3, 1, 4)
-        # adj[i, a, (l+1) m2, β, k] += Σ_α R_l[i, a, α, m2] U_l[α, β, k]
-        second = rs[l].transpose(0, 1, 3, 2).reshape(-1, cn) @ ul.reshape(cn, -1)
-        adj[:, (l + 1) ** 2:(l + 2) ** 2] += second.reshape(
-            n_atoms, 3, w2, cn, n_samples).transpose(0, 2, 3, 1, 4)
-    return adj
-
-
-def _dipole_chunk(ctx, blocks, max_angular, u):
-    fe, xhat, norms = ctx
-    n_atoms, n_samples = len(norms), u.shape[-1]
-    c, ts, rs = blocks
-    dipoles = np.empty((n_atoms, 3, n_samples))
-    pulled = np.empty((len(fe.pairs.centers), 3, 3, n_samples))
-    for atoms, pairs in _atom_blocks(fe, 3 * c[0].size * n_samples * 2):
-        adj = np.empty((atoms.stop - atoms.start,) + c.shape[2:] + c.shape[1:2] +
-                       (3, n_samples))
-        kinds = fe.species_index[atoms]
-        for kind in range(len(fe.species)):
-            local = np.flatnonzero(kinds == kind)
-            if len(local) == 0:
-                continue
-            rows = atoms.start + local
-            part = (c[rows], [t[rows] for t in ts], [r[rows] for r in rs])
-            xvec = vector_features(None, max_angular, part) / norms[rows, None, None]
-            dipoles[rows] = (xvec.reshape(-1, xvec.shape[-1]) @ u[kind]).reshape(
-                -1, 3, n_samples)
-            adj[local] = vector_feature_adjoints(part, u[kind], max_angular) / \
-                norms[rows, None, None, None, None]
-        pulled[pairs] = pull_back(fe, adj.reshape(adj.shape[:3] + (-1,)), atoms, pairs).reshape(
-            -1, 3, 3, n_samples)  # [p, b, a, k] = ∂p_{i_p a}/∂d_{p b}
-    centers = fe.pairs.centers
-    grads = pulled.transpose(0, 2, 1, 3) - \
-        (dipoles[centers] / norms[centers, None, None])[:, :, None, :] * \
-        fe.norm_pair_gradients(xhat)[:, None, :, None]  # (P, 3, 3, K)
-    return scatter_pairs(grads, centers, fe.pairs.neighbors, n_atoms)  # (N, 3, 3, K)
+def _dipole_chunk(fe, coef_t, max_angular, u):
+    """δZ (N, 3, 3, k) of one chunk of draws u (S, F, k): per block of atoms the compiled
+    dipole adjoints of all draws (normalisation included, no λ=1 features formed), pulled
+    back to the block's pairs, per centre and neighbour species one matrix product with
+    the 3k right-hand sides."""
+    n_atoms, n_samples = fe.n_atoms, u.shape[-1]
+    lm, cn = coef_t.shape[1:]
+    ublocks = u.reshape(len(u), max_angular, cn, cn, n_samples)  # U_l[α, β, k]
+    uflat = np.ascontiguousarray(ublocks).reshape(len(u), max_angular, cn, -1)
+    uswap = np.ascontiguousarray(ublocks.transpose(0, 1, 3, 2, 4)).reshape(uflat.shape)
+    couplings = sparse_couplings(max_angular)
+    species = np.asarray(fe.species_index, dtype=np.int64)
+    pulled = np.empty((len(fe.pairs.centers), 3, 3 * n_samples))
+    n_rad = fe.settings.max_radial + 1
+    for atoms, pairs in _atom_blocks(fe, 3 * lm * cn * n_samples * 2):
+        _, adj = vector_dipole_adjoints_many(coef_t[atoms], uflat, uswap, species[atoms],
+                                             *couplings, n_rad)  # (n, C, LM, n_rad, 3, k)
+        if fe.mixing is not None:  # channel adjoints back to elements: Σ_γ U[γ, s] adj[γ]
+            adj = np.einsum("cs,icx->isx", fe.mixing, adj.reshape(adj.shape[:2] + (-1,)))
+        adj = np.ascontiguousarray(adj).reshape(
+            (atoms.stop - atoms.start, -1, lm, n_rad, 3 * n_samples))
+        pulled[pairs] = pull_back_tables_to_pairs(
+            adj, fe.pairs.centers[pairs] - atoms.start,
+            fe.species_index[fe.pairs.neighbors[pairs]], fe._fr[pairs], fe._dfr[pairs],
+            fe._y[pairs], fe._dy[pairs], fe._unit[pairs])
+    # [p, b, a, k] = ∂p_{i_p a k}/∂d_{p b}: scattered to the atoms, then (a, b) swapped
+    pulled = pulled.reshape(-1, 3, 3, n_samples)
+    bec = scatter_pairs(pulled, fe.pairs.centers, fe.pairs.neighbors, n_atoms)
+    return bec.transpose(0, 2, 1, 3)  # (N, 3, 3, K)
 
 
 # -- any term: the reference --------------------------------------------------------------------
