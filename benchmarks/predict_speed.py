@@ -14,6 +14,11 @@ run (one record each, ``ms_per_frame`` and ``ratio_to_q``); the MACE heads have 
 script, ``benchmarks/mace_predict_speed.py`` (torch).
 
     python benchmarks/predict_speed.py [--n-sparse 1000] [--repeats 20] [--models q p q+p]
+                                       [--model-cache DIR]
+
+``--model-cache DIR`` loads the fitted models from DIR (``water_<model>_<n_sparse>_
+<train_frames>.npz``) when they are there and saves them there otherwise, so that runs of
+different code versions time the same models without refitting (the fits take minutes).
 """
 
 import argparse
@@ -23,7 +28,7 @@ import time
 
 import numpy as np
 from _common import emit, median_ms
-from learning_curve import HYPERS, load_split, model_for
+from learning_curve import load_split, model_for
 
 
 def reference_route(model, frame, chunk=2048):
@@ -50,6 +55,26 @@ def reference_route(model, frame, chunk=2048):
     return bec
 
 
+def fitted(model_type, train, args):
+    """(fitted model, seconds spent fitting or loading, loaded?) for ``model_type``."""
+    import bornml
+
+    path = None
+    if args.model_cache:
+        os.makedirs(args.model_cache, exist_ok=True)
+        path = os.path.join(args.model_cache, f"water_{model_type}_{args.n_sparse}_"
+                                              f"{args.train_frames}.npz")
+    start = time.perf_counter()
+    if path and os.path.exists(path):
+        return bornml.load_model(path), time.perf_counter() - start, True
+    model, _ = model_for("water", model_type, args.n_sparse)
+    model.fit(train)
+    seconds = time.perf_counter() - start
+    if path:
+        model.save(path)
+    return model, seconds, False
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-sparse", type=int, default=1000)
@@ -57,15 +82,13 @@ def main():
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--models", nargs="+", default=["q", "p", "q+p"],
                         choices=["q", "p", "q+p"])
+    parser.add_argument("--model-cache", default=None,
+                        help="folder of fitted models: load them from there, or fit and save")
     args = parser.parse_args()
-
-    import bornml
 
     train, held = load_split("water", args.train_frames)
     frame = held[0]
-    start = time.perf_counter()
-    model = bornml.MonopoleModel(**dict(HYPERS["water"], n_sparse=args.n_sparse)).fit(train)
-    fit_s = time.perf_counter() - start
+    model, fit_s, loaded = fitted("q", train, args)
 
     fast, fast_all = median_ms(lambda: model.predict_frame(frame), args.repeats)
     slow, slow_all = median_ms(lambda: reference_route(model, frame), max(5, args.repeats // 4),
@@ -87,14 +110,11 @@ def main():
           "ms_featomic_power_spectrum_with_position_gradients_only": featomic_ms,
           "speedup_vs_featomic_gradients_only": featomic_ms / fast,
           "max_abs_bec_difference_between_routes": diff,
-          "repeats": args.repeats, "fit_seconds_for_setup": fit_s,
+          "repeats": args.repeats, "fit_seconds_for_setup": fit_s, "model_loaded": loaded,
           "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine()})
 
     for model_type in [m for m in args.models if m != "q"]:
-        other, _ = model_for("water", model_type, args.n_sparse)
-        start = time.perf_counter()
-        other.fit(train)
-        other_fit_s = time.perf_counter() - start
+        other, other_fit_s, other_loaded = fitted(model_type, train, args)
         ms, _ = median_ms(lambda: other.predict_frame(frame), args.repeats)
         mdot_ms, _ = median_ms(lambda: other.dipole_derivative(frame, velocities), args.repeats)
         q_ms, _ = median_ms(lambda: model.predict_frame(frame), args.repeats)  # same conditions
@@ -102,7 +122,8 @@ def main():
               "model": {"type": model_type, **other.get_params()},
               "ms_per_frame": ms, "ms_dipole_derivative": mdot_ms, "ms_q_model_same_run": q_ms,
               "ratio_to_q": ms / q_ms, "repeats": args.repeats,
-              "fit_seconds_for_setup": other_fit_s, "cpu_count": os.cpu_count()})
+              "fit_seconds_for_setup": other_fit_s, "model_loaded": other_loaded,
+              "cpu_count": os.cpu_count()})
 
 
 if __name__ == "__main__":

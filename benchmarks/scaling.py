@@ -191,18 +191,22 @@ def part_train(args, water, hypers):
 def part_predict(args, model_path, water):
     import bornml
 
+    from threadpoolctl import threadpool_limits
+
     model = bornml.load_model(model_path)
     model.progress = False
     out = {"part": "predict", "load_average_start": load(), "us_per_atom": {},
-           "repeats": {}}
+           "repeats": {}, "threads": 1}
     for k, repeats in ((1, 9), (2, 5), (4, 3)):
         frame = water[0].repeat((k, k, k))
-        model.predict(frame)  # warm-up (neighbour lists, kernels)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model.predict(frame)
-            times.append(time.perf_counter() - start)
+        # one BLAS / OpenMP thread, as every task of bornml predict / ir runs (parallel.one_thread)
+        with threadpool_limits(limits=1):
+            model.predict(frame)  # warm-up (neighbour lists, kernels)
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                model.predict(frame)
+                times.append(time.perf_counter() - start)
         out["us_per_atom"][len(frame)] = round(1e6 * statistics.median(times) / len(frame), 2)
         out["repeats"][len(frame)] = repeats
     values = list(out["us_per_atom"].values())

@@ -132,6 +132,65 @@ def test_atom_jacobian_matches_finite_differences(quartz_frames):
     np.testing.assert_allclose(jac.sum(axis=0), 0, atol=1e-12)  # translation invariance
 
 
+def feature_route_dipoles(fe, xhat, norms, u, max_angular):
+    """The compiled dipole pass written with numpy and the λ=1 features: p (N, 3) and
+    ∂p_i/∂c_i (3, N, C, n, LM) = (∂(u·X_i)/∂c − p_i ∂|x_i|/∂c)/|x_i|."""
+    from bornml.descriptors.soap import power_spectrum_vjp
+
+    xvec = lambda_soap.vector_features(fe.coefficients, max_angular) / norms[:, None, None]
+    dipoles = np.einsum("iaf,if->ia", xvec, u)
+    vjp = lambda_soap.vector_features_vjp(fe.coefficients, u, max_angular)
+    dnorm = power_spectrum_vjp(fe.coefficients, xhat, max_angular)  # ∂|x_i|/∂c_i
+    inv = (1 / norms)[None, :, None, None, None]
+    return dipoles, inv * (vjp - dipoles.T[:, :, None, None, None] * dnorm[None])
+
+
+@pytest.mark.parametrize("channels", [None, 1])
+def test_compiled_dipoles_and_adjoints_equal_feature_route(channels, quartz_frames):
+    """p, ∂p/∂c and the pull-back to pairs of the compiled kernels equal the numpy route
+    through the (3, F) features (and pair_vjp_many), also with compressed species channels."""
+    frame = quartz_frames[5]
+    mixing = None if channels is None else np.array([[0.8, -0.6]])
+    fe = FrameExpansion(frame, (8, 14), SETTINGS, SETTINGS.radial_basis(), mixing)
+    xhat, norms = normalise(power_spectrum(fe.coefficients, SETTINGS.max_angular))
+    n_feat = lambda_soap.n_vector_features(fe.n_channels, 4, 4)
+    weights = np.random.default_rng(4).normal(size=(2, n_feat))
+    dipoles, adjoints = lambda_soap.dipoles_and_adjoints(
+        fe.coefficients, weights, fe.species_index, SETTINGS.max_angular)
+    ref_p, ref_adj = feature_route_dipoles(fe, xhat, norms, weights[fe.species_index],
+                                           SETTINGS.max_angular)
+    assert np.abs(ref_p).max() > 1e-2
+    np.testing.assert_allclose(dipoles, ref_p, rtol=0, atol=1e-12 * np.abs(ref_p).max())
+    got_adj = adjoints.transpose(3, 0, 1, 4, 2)  # (N, C, LM, 3, n) → (3, N, C, n, LM)
+    np.testing.assert_allclose(got_adj, ref_adj, rtol=0, atol=1e-12 * np.abs(ref_adj).max())
+    pulled = lambda_soap.pair_vjp_vectors(fe, adjoints)  # (P, 3, 3)
+    ref_pulled = fe.pair_vjp_many(ref_adj).transpose(1, 0, 2)
+    np.testing.assert_allclose(pulled, ref_pulled, rtol=0,
+                               atol=1e-12 * np.abs(ref_pulled).max())
+
+
+def test_dipole_prediction_equals_feature_route(periodic_model, quartz_frames):
+    """The prediction path (compiled) equals p_i = X̂_i u and G_p = ∂p_i/∂d_p assembled from the
+    λ=1 features, their VJP and the norm's pair gradients to 1e-12 relative."""
+    frame = quartz_frames[6]
+    term = periodic_model.terms_["dipoles"]
+    if term.route_ == "kernel":
+        pytest.skip("ζ_p > 1 predicts through the λ=1 features (checked by finite differences)")
+    ctx = periodic_model.reference_set_.expand(frame)
+    fe, xhat, norms = ctx
+    u = np.stack([term.weights[z] for z in periodic_model.species_])[fe.species_index]
+    L = periodic_model.reference_set_.settings.max_angular
+    xvec = lambda_soap.vector_features(fe.coefficients, L) / norms[:, None, None]
+    ref_p = np.einsum("iaf,if->ia", xvec, u)
+    adj = lambda_soap.vector_features_vjp(fe.coefficients, u, L) / norms[None, :, None, None, None]
+    centers = fe.pairs.centers
+    ref_g = fe.pair_vjp_many(adj).transpose(1, 0, 2) - \
+        (ref_p[centers] / norms[centers, None])[:, :, None] * fe.norm_pair_gradients(xhat)[:, None]
+    dipoles, grads = term.dipoles_and_pair_gradients(ctx)
+    np.testing.assert_allclose(dipoles, ref_p, rtol=0, atol=1e-12 * np.abs(ref_p).max())
+    np.testing.assert_allclose(grads, ref_g, rtol=0, atol=1e-12 * np.abs(ref_g).max())
+
+
 # -- molecules: Z is the exact derivative of P = Σ q'_i r_i + Σ p_i ---------------------------------
 
 def test_molecule_bec_is_derivative_of_dipole(molecule_model):

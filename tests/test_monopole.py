@@ -589,3 +589,87 @@ def test_dipole_derivative_equals_bec_times_velocities(quartz_model, quartz_fram
     expected = np.einsum("jab,jb->a", bec, v)
     got = quartz_model.dipole_derivative(frame, v)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+# -- prediction in blocks of atoms (cost per atom flat with the size of the frame) ------------------
+
+def _blocked_prediction(model, frame, block, monkeypatch, velocities):
+    from bornml.descriptors import soap
+
+    monkeypatch.setattr(soap, "ATOM_BLOCK", block)
+    return model.predict_frame(frame), model.dipole_derivative(frame, velocities)
+
+
+def _relative(a, b):
+    return np.abs(a - b).max() / np.abs(b).max()
+
+
+@pytest.mark.parametrize(("zeta", "route"), [(1, "contracted"), (2, "contracted"),
+                                             (2, "explicit"), (3, "explicit")])
+def test_blocked_prediction_equals_whole_frame(zeta, route, quartz_model, quartz_frames,
+                                               monkeypatch):
+    """A 576-atom supercell predicted in blocks of 7 atoms (species mixed within a block, block
+    boundaries inside pair ranges) and of 64 atoms equals the one-block computation (whole-frame
+    arrays) to 1e-12; so does the route that holds x̂ of every atom (``ctx.xhat`` first)."""
+    import copy
+
+    model = copy.deepcopy(quartz_model)
+    term = model.terms_["charges"]
+    term.zeta = zeta
+    # weights of one sign and size: the fitted ones (|w| up to ~200, q ~ 1) cancel, which
+    # scales every rounding difference by ~1e3 whatever the order of the sums
+    term.set_weights(np.random.default_rng(2).uniform(0.5, 1.5, term.n_columns()) / 30)
+    if route == "contracted":  # ζ = 2 contracts only with many references: force it
+        from bornml.models.kernel import contracted_weights
+
+        term._contracted = {z: contracted_weights(model.references_[z], term.weights[z], zeta)
+                            for z in model.species_}
+    else:
+        term._contracted = {}
+    frame = quartz_frames[10].repeat((2, 2, 2))
+    v = np.random.default_rng(5).normal(size=(len(frame), 3)) * 0.01
+    whole, whole_mdot = _blocked_prediction(model, frame, 10**9, monkeypatch, v)
+    for block in (7, 64):
+        got, mdot = _blocked_prediction(model, frame, block, monkeypatch, v)
+        for key in ("bec", "charges", "asr_residual"):
+            assert _relative(got[key], whole[key]) <= 1e-12, (block, key)
+        assert _relative(mdot, whole_mdot) <= 1e-12, block
+    ctx = model.reference_set_.expand(frame)
+    assert not ctx.materialised
+    lazy_q, lazy_g = term.charges_and_pair_gradients(ctx, frame)
+    ctx.xhat  # noqa: B018 - every atom's x̂ held: the blocks are its rows
+    assert ctx.materialised
+    q, g = term.charges_and_pair_gradients(ctx, frame)
+    assert _relative(lazy_q, q) <= 1e-12
+    assert _relative(lazy_g, g) <= 1e-12
+
+
+def test_frame_context_blocks_are_rows_of_the_whole(quartz_model, quartz_frames, monkeypatch):
+    """``ctx.block`` computes the rows of x̂ and the norms that ``ctx.xhat``/``ctx.norms`` hold;
+    the context unpacks as (fe, x̂, norms) and can be built from given arrays."""
+    from bornml.descriptors import soap
+    from bornml.models.kernel import normalise
+    from bornml.models.reference_set import FrameContext
+
+    monkeypatch.setattr(soap, "ATOM_BLOCK", 16)
+    frame = quartz_frames[3]
+    refs = quartz_model.reference_set_
+    lazy = refs.expand(frame)
+    part = lazy.block(20, 41)
+    fe, xhat, norms = lazy
+    assert fe is lazy.fe and xhat.shape == (len(frame), refs.n_features)
+    np.testing.assert_allclose(part[0], xhat[20:41], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(part[1], norms[20:41], rtol=1e-15, atol=0)
+    ref_xhat, ref_norms = normalise(soap.power_spectrum(fe.coefficients, refs.settings.max_angular))
+    np.testing.assert_array_equal(xhat, ref_xhat)
+    np.testing.assert_array_equal(norms, ref_norms)
+    given = FrameContext(fe, ref_xhat, ref_norms)
+    assert given.materialised and given.xhat is ref_xhat and given[2] is ref_norms
+
+
+def test_supercell_equals_tiled_cell_in_blocks(quartz_model, quartz_frames, monkeypatch):
+    """2×2×2 supercell (576 atoms, 45 blocks of 13) against the tiled cell: Z to 1e-10."""
+    from bornml.descriptors import soap
+
+    monkeypatch.setattr(soap, "ATOM_BLOCK", 13)
+    assert_supercell_invariant(quartz_model, quartz_frames[10], (2, 2, 2), atol=1e-10)

@@ -77,7 +77,10 @@ def _molecule_model(kind, **kw):
 
 
 def _assert_batched_equals_loop(model, frame, n_samples=7):
-    dw = su.weight_deviations(model.posterior_, n_samples, seed=3)
+    """Both routes are linear maps of the weight deviations: compared on unit-scale ones
+    (posterior draws can be 1e5× larger than the Z they cause, and their rounding with it)."""
+    n = len(model.posterior_.factor)
+    dw = np.random.default_rng(3).standard_normal((n, n_samples))
     ctx = model.reference_set_.expand(frame)
     bec, charges = su.deviations(model, ctx, frame, dw)
     bec_loop, charges_loop = su.deviations(model, ctx, frame, dw, batched=False)
@@ -92,23 +95,51 @@ def test_batched_route_equals_per_sample_loop_crystal(zeta, quartz_frames, monke
     """Same draws through the batched adjoint route and through one copied term per draw (ζ
     = 1: one shared feature vector per draw; ζ ≥ 2: per-atom ones, here in several blocks of
     atoms and several chunks of draws)."""
-    monkeypatch.setattr(su, "ATOM_ROWS", 5)
-    monkeypatch.setattr(su, "CHUNK_BYTES", 8 * 72 * 300 * 3)  # a few draws per chunk
+    monkeypatch.setattr(su, "BLOCK_BYTES", 50_000)  # blocks of a few atoms
+    monkeypatch.setattr(su, "CHUNK_BYTES", 8 * 3 * 20_000)  # a few draws per chunk
     model = _q(zeta=zeta).fit(quartz_frames[:3])
     _assert_batched_equals_loop(model, quartz_frames[28])
 
 
 @pytest.mark.parametrize("kind", ["q", "p", "q+p"])
-def test_batched_route_equals_per_sample_loop_molecules(kind):
+def test_batched_route_equals_per_sample_loop_molecules(kind, monkeypatch):
     """Non-periodic frames (the exact-derivative rows of the assembly), three species, a frame
-    without carbon (absent species), and species channels mixed (C = 2 < S = 3)."""
+    without carbon (absent species), species channels mixed (C = 2 < S = 3), atom blocks of
+    mixed species."""
     from _structures import perturbed_molecule, synthetic_molecule_frames
+
+    monkeypatch.setattr(su, "BLOCK_BYTES", 20_000)
 
     for channels in (None, 2):
         model = _molecule_model(kind, species_channels=channels)
         model.fit(synthetic_molecule_frames())
         for frame in (perturbed_molecule("CH3CH2OH", seed=11), perturbed_molecule("H2O", 12)):
             _assert_batched_equals_loop(model, frame)
+
+
+def test_compiled_dipole_adjoints_of_many_draws_equal_one_draw_at_a_time():
+    """The sampled route's per-atom kernel (K weight vectors per species, draws innermost)
+    against the prediction's kernel called once per draw: dipoles and normalised adjoints."""
+    from bornml.descriptors._kernels import vector_dipole_adjoints_many
+    from bornml.descriptors.lambda_soap import dipoles_and_adjoints, sparse_couplings
+
+    rng = np.random.default_rng(5)
+    n_atoms, n_ch, n_rad, max_angular, n_draws = 5, 2, 3, 3, 4
+    lm, sn = (max_angular + 1) ** 2, n_ch * n_rad
+    coef = rng.standard_normal((n_atoms, n_ch, n_rad, lm))
+    species = np.array([0, 1, 0, 0, 1])
+    u = rng.standard_normal((2, max_angular * sn * sn, n_draws))
+    coef_t = np.ascontiguousarray(coef.reshape(n_atoms, sn, lm).transpose(0, 2, 1))
+    blocks = u.reshape(2, max_angular, sn, sn, n_draws)  # U_l[α, β, k]
+    swapped = np.ascontiguousarray(blocks.transpose(0, 1, 3, 2, 4))
+    dipoles, adjoints = vector_dipole_adjoints_many(
+        coef_t, blocks.reshape(2, max_angular, sn, -1), swapped.reshape(2, max_angular, sn, -1),
+        species, *sparse_couplings(max_angular), n_rad)
+    for k in range(n_draws):
+        p, adj = dipoles_and_adjoints(coef, u[..., k], species, max_angular)  # (N, C, LM, 3, n)
+        np.testing.assert_allclose(dipoles[..., k], p, rtol=0, atol=1e-12 * np.abs(p).max())
+        got = adjoints[..., k].transpose(0, 1, 2, 4, 3)  # [i, γ, lm, a, n]
+        np.testing.assert_allclose(got, adj, rtol=0, atol=1e-12 * np.abs(adj).max())
 
 
 @pytest.mark.parametrize("kind", ["q", "q+p"])
@@ -254,8 +285,8 @@ def test_cli_predict_uncertainty_and_select(fitted, quartz_frames, tmp_path, cap
 
 
 def test_cli_predict_scores_every_nth_frame_by_default(fitted, quartz_frames, tmp_path, capsys):
-    """Without --uncertainty, predict checks every --score-every-th frame (a scored frame costs
-    ~20 plain predictions) and names the flagged frame by its index in the file."""
+    """Without --uncertainty, predict checks every --score-every-th frame and names the flagged
+    frame by its index in the file."""
     from bornml.cli import main
 
     model = tmp_path / "q.npz"

@@ -533,7 +533,7 @@ def _predict_and_write(args, names):
     frames = _read_labelled(args, args.frames, require_bec=False)
     predictions = _predict(args, model, frames, return_std=write_std)
     scored = predictions  # the frames whose uncertainty score is checked
-    if score and not write_std:  # every N-th frame: one scored prediction costs ~20 plain
+    if score and not write_std:  # every N-th frame: one scored prediction costs 3–5 plain
         scored = _predict(args, model, frames[::every], return_std=True)
     if write_std:
         names = tuple(names) + tuple(keys.STD_COLUMNS)
@@ -745,14 +745,15 @@ def build_parser():
                          help="skip the extrapolation check")
     p.add_argument("--score-every", type=int, default=10, metavar="N", dest="score_every",
                    help="kernel models: check the uncertainty score of every N-th frame "
-                        "(default 10; one scored frame costs about 20 plain predictions, "
-                        "measured on water and ZrO2)")
+                        "(default 10; one scored frame costs 3–5 plain predictions of a q "
+                        "model with the default --uncertainty-method, 5–6 with a dipole term; "
+                        "measured on water, ZrO2 and quartz)")
     p.add_argument("--uncertainty-method", choices=("sampled", "exact"), default="sampled",
                    dest="uncertainty_method",
                    help="route of the std and the score: 'sampled' (default: 16 posterior "
                         "weight draws through the adjoint prediction, each std with a "
                         "sampling error of about 18 %%, the score far less) or 'exact' (the "
-                        "frame's design rows, about 20× slower)")
+                        "frame's design rows, 16–26 plain predictions)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("partition", help="per-atom charges (and dipoles) of a model",

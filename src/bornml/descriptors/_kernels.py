@@ -277,3 +277,313 @@ def pull_back_many_to_pairs(adjoints, segment, fr, dfr, y, dy, unit):
             g[k, p, 1] = gy + radial_part * unit[p, 1]
             g[k, p, 2] = gz + radial_part * unit[p, 2]
     return g
+
+
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def vector_dipoles_and_adjoints(coef_t, u, center_species, cg_start, cg_a, cg_m1, cg_m2, cg_val,
+                                n_rad):
+    """Dipoles p_i = X̂_i u_i and their coefficient adjoints ∂p_i[a]/∂c_i, atom by atom.
+
+    ``coef_t`` (n_atoms, LM, SN) density coefficients with the SN = C·N (channel-major)
+    index last; ``u`` (n_species, L, SN, SN) the contracted λ=1 weights u_z[l, α, β] of each
+    centre species; ``center_species`` (n_atoms,); the non-zero couplings
+    C_l[a, m1, m2] = ``cg_val`` of l ⊗ (l+1) → 1 are the entries ``cg_start[l]:cg_start[l+1]``.
+
+    With X_i[a, l, α, β] = Σ C_l[a, m1, m2] c[α, l m1] c[β, (l+1) m2], the power spectrum
+    matrices P^l = c_l c_lᵀ/√(2l+1) (|x|² = Σ_l |P^l|²_F) and X̂ = X/|x|:
+    p_i[a] = Σ_f X̂_i[a, f] u[f] (units of u), and the adjoint is
+    ∂p_i[a]/∂c = (∂(u·X_i[a])/∂c − p_i[a] ∂|x_i|/∂c)/|x_i| with
+    ∂|x_i|/∂c[α, lm] = 2/(√(2l+1)|x_i|) Σ_β P^l[α, β] c[β, lm].
+    U is contracted with the coefficients first (G1 = U_l c_(l+1), G2 = U_lᵀ c_l, SN² work
+    per m), then with the sparse couplings: no (3, F) features are formed. Every inner loop
+    runs over SN, contiguous (vectorised; sums reassociated: rounding-level differences).
+
+    Returns dipoles (n_atoms, 3) and the adjoints (n_atoms, C, LM, 3, N) (radial index last,
+    the layout :func:`pull_back_vectors_to_pairs` reads contiguously).
+    """
+    n_atoms, n_lm, sn = coef_t.shape
+    n_l = cg_start.shape[0] - 1
+    n_ps = int(np.sqrt(n_lm) + 0.5)  # L+1 angular channels of the power spectrum
+    n_ch = sn // n_rad
+    dipoles = np.zeros((n_atoms, 3))
+    adjoint = np.zeros((n_atoms, n_ch, n_lm, 3, n_rad))
+    raw = np.zeros((n_lm, 3, sn))
+    dnorm = np.zeros((n_lm, sn))
+    ps = np.zeros((n_ps, sn, sn))
+    g1 = np.zeros((2 * n_l + 1, sn))
+    g2 = np.zeros((2 * n_l + 1, sn))
+    d = np.zeros(3)
+    for i in range(n_atoms):
+        c = coef_t[i]
+        z = center_species[i]
+        # the matrices P^l and |x_i|
+        norm2 = 0.0
+        for l in range(n_ps):
+            inv = 1.0 / np.sqrt(2.0 * l + 1.0)
+            ps[l] = 0.0
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                for al in range(sn):
+                    cv = c[lm, al]
+                    for be in range(sn):
+                        ps[l, al, be] += cv * c[lm, be]
+            for al in range(sn):
+                for be in range(sn):
+                    ps[l, al, be] *= inv
+                    norm2 += ps[l, al, be] * ps[l, al, be]
+        w = 1.0 / np.sqrt(norm2)
+        # u·X_i[a] and its adjoint, unnormalised
+        raw[:] = 0.0
+        d[:] = 0.0
+        for l in range(n_l):
+            o1 = l * l
+            o2 = (l + 1) * (l + 1)
+            ul = u[z, l]
+            for m2 in range(2 * l + 3):  # G1[m2, α] = Σ_β U[α, β] c[β, (l+1) m2]
+                for al in range(sn):
+                    t = 0.0
+                    for be in range(sn):
+                        t += ul[al, be] * c[o2 + m2, be]
+                    g1[m2, al] = t
+            for m1 in range(2 * l + 1):  # G2[m1, β] = Σ_α U[α, β] c[α, l m1]
+                g2[m1] = 0.0
+                for al in range(sn):
+                    cv = c[o1 + m1, al]
+                    for be in range(sn):
+                        g2[m1, be] += cv * ul[al, be]
+            for q in range(cg_start[l], cg_start[l + 1]):
+                a = cg_a[q]
+                m1 = cg_m1[q]
+                m2 = cg_m2[q]
+                v = cg_val[q]
+                t = 0.0
+                for al in range(sn):
+                    raw[o1 + m1, a, al] += v * g1[m2, al]
+                    raw[o2 + m2, a, al] += v * g2[m1, al]
+                    t += c[o1 + m1, al] * g1[m2, al]
+                d[a] += v * t
+        for a in range(3):
+            d[a] *= w
+            dipoles[i, a] = d[a]
+        # ∂|x_i|/∂c (P^l symmetric: rows are columns)
+        for l in range(n_ps):
+            scale = 2.0 * w / np.sqrt(2.0 * l + 1.0)
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                for al in range(sn):
+                    t = 0.0
+                    for be in range(sn):
+                        t += ps[l, al, be] * c[lm, be]
+                    dnorm[lm, al] = scale * t
+        for ch in range(n_ch):
+            for lm in range(n_lm):
+                for a in range(3):
+                    for n in range(n_rad):
+                        al = ch * n_rad + n
+                        adjoint[i, ch, lm, a, n] = w * (raw[lm, a, al] - d[a] * dnorm[lm, al])
+    return dipoles, adjoint
+
+
+#: reassociation (vectorised radial sums) and fused multiply-adds, no assumptions about
+#: infinities or NaNs: results differ from strict order by rounding only (~1e-16 relative)
+REASSOCIATE = {"reassoc", "contract"}
+
+
+@numba.njit(cache=True, fastmath=REASSOCIATE)
+def pull_back_vectors_to_pairs(adjoints, segment, fr, dfr, y, dy, unit):
+    """g[p, a, :] = Σ_{n,lm} adjoints[seg_p, lm, a, n] ∂(fr[p,l,n] y[p,lm])/∂d_p for the three
+    Cartesian components a of a vector quantity, adjoints (n_segments, LM, 3, N), in one pass
+    over pairs: the three components share each pair's tables, and each radial sum is a
+    contiguous dot product of length N (vectorised) → (P, 3, 3)."""
+    n_pairs, n_l, n_rad = fr.shape
+    g = np.zeros((n_pairs, 3, 3))
+    for p in range(n_pairs):
+        s = segment[p]
+        r0 = 0.0
+        r1 = 0.0
+        r2 = 0.0
+        g00 = 0.0
+        g01 = 0.0
+        g02 = 0.0
+        g10 = 0.0
+        g11 = 0.0
+        g12 = 0.0
+        g20 = 0.0
+        g21 = 0.0
+        g22 = 0.0
+        for l in range(n_l):
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                a0 = 0.0
+                a1 = 0.0
+                a2 = 0.0
+                b0 = 0.0
+                b1 = 0.0
+                b2 = 0.0
+                for n in range(n_rad):
+                    f = fr[p, l, n]
+                    df = dfr[p, l, n]
+                    v0 = adjoints[s, lm, 0, n]
+                    v1 = adjoints[s, lm, 1, n]
+                    v2 = adjoints[s, lm, 2, n]
+                    a0 += v0 * f
+                    a1 += v1 * f
+                    a2 += v2 * f
+                    b0 += v0 * df
+                    b1 += v1 * df
+                    b2 += v2 * df
+                yv = y[p, lm]
+                dx = dy[p, 0, lm]
+                dyy = dy[p, 1, lm]
+                dz = dy[p, 2, lm]
+                r0 += b0 * yv
+                r1 += b1 * yv
+                r2 += b2 * yv
+                g00 += a0 * dx
+                g01 += a0 * dyy
+                g02 += a0 * dz
+                g10 += a1 * dx
+                g11 += a1 * dyy
+                g12 += a1 * dz
+                g20 += a2 * dx
+                g21 += a2 * dyy
+                g22 += a2 * dz
+        ux = unit[p, 0]
+        uy = unit[p, 1]
+        uz = unit[p, 2]
+        g[p, 0, 0] = g00 + r0 * ux
+        g[p, 0, 1] = g01 + r0 * uy
+        g[p, 0, 2] = g02 + r0 * uz
+        g[p, 1, 0] = g10 + r1 * ux
+        g[p, 1, 1] = g11 + r1 * uy
+        g[p, 1, 2] = g12 + r1 * uz
+        g[p, 2, 0] = g20 + r2 * ux
+        g[p, 2, 1] = g21 + r2 * uy
+        g[p, 2, 2] = g22 + r2 * uz
+    return g
+
+
+@numba.njit(cache=True, fastmath=REASSOCIATE)
+def vector_dipole_adjoints_many(coef_t, u, ut, center_species, cg_start, cg_a, cg_m1, cg_m2,
+                                cg_val, n_rad):
+    """:func:`vector_dipoles_and_adjoints` for K weight vectors per species at once (the
+    sampled uncertainty's draws): ``u`` (n_species, L, SN, SN·K) the weights U_l[α, (β, k)]
+    and ``ut`` the same with α and β swapped, U_l[β, (α, k)], the draws innermost.
+
+    Per atom and l, U_l is contracted with the coefficients first, two small matrix products
+    (G1[m2, (α, k)] = Σ_β c[β, (l+1) m2] U[α, β, k], G2[m1, (β, k)] = Σ_α c[α, l m1]
+    U[α, β, k]), then with the sparse couplings (inner loops over the K draws, contiguous); the normalisation is differentiated inside the adjoint (∂|x_i|/∂c from
+    the P^l matrices of the same coefficients), so a pull-back to the pairs gives ∂p_ik/∂d_p
+    whole. Returns the dipoles (n_atoms, 3, K) and the adjoints (n_atoms, C, LM, N, 3, K)
+    (∂p_ik[a]/∂c_i[γ, n, lm] at [i, γ, lm, n, a, k], SN = C·N channel-major: per centre and
+    channel an (LM·N, 3K) matrix, the layout :func:`pull_back_tables_to_pairs` reads)."""
+    n_atoms, n_lm, sn = coef_t.shape
+    n_k = u.shape[-1] // sn
+    n_l = cg_start.shape[0] - 1
+    n_ps = int(np.sqrt(n_lm) + 0.5)
+    dipoles = np.zeros((n_atoms, 3, n_k))
+    adjoint = np.empty((n_atoms, sn // n_rad, n_lm, n_rad, 3, n_k))
+    raw = np.zeros((n_lm, sn, 3, n_k))
+    dnorm = np.zeros((n_lm, sn))
+    ps = np.zeros((n_ps, sn, sn))
+    d = np.zeros((3, n_k))
+    for i in range(n_atoms):
+        c = coef_t[i]
+        z = center_species[i]
+        norm2 = 0.0
+        for l in range(n_ps):
+            inv = 1.0 / np.sqrt(2.0 * l + 1.0)
+            ps[l] = 0.0
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                for al in range(sn):
+                    cv = c[lm, al]
+                    for be in range(sn):
+                        ps[l, al, be] += cv * c[lm, be]
+            for al in range(sn):
+                for be in range(sn):
+                    ps[l, al, be] *= inv
+                    norm2 += ps[l, al, be] * ps[l, al, be]
+        w = 1.0 / np.sqrt(norm2)
+        raw[:] = 0.0
+        d[:] = 0.0
+        for l in range(n_l):
+            o1 = l * l
+            o2 = (l + 1) * (l + 1)
+            g1 = np.dot(np.ascontiguousarray(c[o2:o2 + 2 * l + 3]), ut[z, l]).reshape(
+                2 * l + 3, sn, n_k)
+            g2 = np.dot(np.ascontiguousarray(c[o1:o1 + 2 * l + 1]), u[z, l]).reshape(
+                2 * l + 1, sn, n_k)
+            for q in range(cg_start[l], cg_start[l + 1]):
+                a = cg_a[q]
+                m1 = cg_m1[q]
+                m2 = cg_m2[q]
+                v = cg_val[q]
+                da = d[a]
+                for al in range(sn):
+                    r1 = raw[o1 + m1, al, a]
+                    r2 = raw[o2 + m2, al, a]
+                    h1 = g1[m2, al]
+                    h2 = g2[m1, al]
+                    vc = v * c[o1 + m1, al]
+                    for k in range(n_k):
+                        r1[k] += v * h1[k]
+                        r2[k] += v * h2[k]
+                        da[k] += vc * h1[k]
+        for a in range(3):
+            for k in range(n_k):
+                d[a, k] *= w
+                dipoles[i, a, k] = d[a, k]
+        for l in range(n_ps):
+            scale = 2.0 * w / np.sqrt(2.0 * l + 1.0)
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                for al in range(sn):
+                    t = 0.0
+                    for be in range(sn):
+                        t += ps[l, al, be] * c[lm, be]
+                    dnorm[lm, al] = scale * t
+        for lm in range(n_lm):
+            for al in range(sn):
+                dn = dnorm[lm, al]
+                for a in range(3):
+                    out = adjoint[i, al // n_rad, lm, al % n_rad, a]
+                    r = raw[lm, al, a]
+                    da = d[a]
+                    for k in range(n_k):
+                        out[k] = w * (r[k] - da[k] * dn)
+    return dipoles, adjoint
+
+
+@numba.njit(cache=True, fastmath=REASSOCIATE)
+def pull_back_tables_to_pairs(adjoints, centers, species, fr, dfr, y, dy, unit):
+    """g[p, c, j] = Σ_{lm,n} adjoints[i_p, s_p, lm, n, j] ∂(fr[p,l,n] y[p,lm])/∂d_{p,c} for J
+    right-hand sides, adjoints (n_atoms, S, LM, N, J). Per run of consecutive pairs with the
+    same centre and neighbour species (pairs sorted by centre: one run per centre and
+    species), the derivative table D[(p, c), (lm, n)] = dfr y û_c + fr ∂y/∂d_c (3·pairs,
+    LM·N) is built once and multiplied with adjoints[i, s] (LM·N, J) as one matrix product
+    → (P, 3, J). Correct for any order of the pairs (more, shorter runs)."""
+    n_pairs, n_l, n_rad = fr.shape
+    n_atoms, n_s, n_lm = adjoints.shape[0], adjoints.shape[1], adjoints.shape[2]
+    n_j = adjoints.shape[4]
+    flat = adjoints.reshape(n_atoms, n_s, n_lm * n_rad, n_j)
+    g = np.empty((n_pairs, 3, n_j))
+    start = 0
+    while start < n_pairs:
+        i = centers[start]
+        s = species[start]
+        stop = start + 1
+        while stop < n_pairs and centers[stop] == i and species[stop] == s:
+            stop += 1
+        m = stop - start
+        table = np.empty((3 * m, n_lm * n_rad))
+        for q in range(m):
+            p = start + q
+            for c in range(3):
+                uc = unit[p, c]
+                row = table[3 * q + c]
+                for l in range(n_l):
+                    for lm in range(l * l, (l + 1) * (l + 1)):
+                        yu = y[p, lm] * uc
+                        dyc = dy[p, c, lm]
+                        base = lm * n_rad
+                        for n in range(n_rad):
+                            row[base + n] = dfr[p, l, n] * yu + fr[p, l, n] * dyc
+        g[start:stop] = np.dot(table, flat[i, s]).reshape(m, 3, n_j)
+        start = stop
+    return g

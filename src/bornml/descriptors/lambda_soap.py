@@ -13,16 +13,23 @@ feature index f = (l, α, β), F = L·(S·N)². X_i is quadratic in the density,
 power spectrum x_i; the model uses X̂_i = X_i / |x_i| (scale free, and |x_i| never vanishes).
 
 Derivatives (all exact): ``vector_features_vjp`` pulls u·X_i[a] back to the coefficients (the
-adjoint, for predictions); ``atom_jacobian`` accumulates ∂(Σ_{i∈species z} X̂_i)/∂r_j for
-every atom j (for design matrices); ``pair_jacobian`` gives ∂X_i/∂d_p pair by pair (for the
-design of the nonlinear dipole kernel, where each centre has its own weight).
+adjoint); ``dipoles_and_adjoints`` gives a dipole model's p_i = X̂_i u and ∂p_i/∂c_i in one
+compiled pass without forming X (for predictions); ``atom_jacobian`` accumulates
+∂(Σ_{i∈species z} X̂_i)/∂r_j for every atom j (for design matrices); ``pair_jacobian`` gives
+∂X_i/∂d_p pair by pair (for the design of the nonlinear dipole kernel, where each centre has
+its own weight).
 """
 
 from functools import lru_cache
 
 import numpy as np
 
-from ._kernels import vector_feature_atom_jacobian, vector_feature_pair_jacobian
+from ._kernels import (
+    pull_back_vectors_to_pairs,
+    vector_dipoles_and_adjoints,
+    vector_feature_atom_jacobian,
+    vector_feature_pair_jacobian,
+)
 
 
 @lru_cache(maxsize=16)
@@ -43,6 +50,62 @@ def coupling(l):
     y2 = y[:, (l + 1) ** 2:(l + 2) ** 2]
     c = np.einsum("p,pa,pm,pn->amn", weights, pts, y1, y2)
     return c / np.sqrt(np.sum(c[0] ** 2))
+
+
+#: couplings below this (× the largest of their l) are quadrature noise of exact zeros
+COUPLING_ZERO = 1e-13
+
+
+@lru_cache(maxsize=16)
+def sparse_couplings(max_angular):
+    """Non-zero entries of C_0 … C_(L−1) as flat arrays: (start (L+1,), a, m1, m2, value);
+    the entries of C_l are ``start[l]:start[l+1]``. Real harmonics couple each m1 to at most
+    two m2 per Cartesian component, so about 5·(2l+1) of the 3·(2l+1)(2l+3) entries remain."""
+    start, a, m1, m2, val = [0], [], [], [], []
+    for l in range(max_angular):
+        c = coupling(l)
+        idx = np.nonzero(np.abs(c) > COUPLING_ZERO * np.abs(c).max())
+        for lst, part in zip((a, m1, m2), idx):
+            lst.extend(part.tolist())
+        val.extend(c[idx].tolist())
+        start.append(len(val))
+    ints = [np.array(x, dtype=np.int64) for x in (start, a, m1, m2)]
+    return (*ints, np.array(val, dtype=float))
+
+
+def dipoles_and_adjoints(coefficients, weights, species_index, max_angular):
+    """Atomic dipoles of a linear λ=1 model and their derivatives with respect to the
+    coefficients, in one compiled pass over atoms (see ``_kernels.vector_dipoles_and_adjoints``).
+
+    ``coefficients`` (N, C, n, LM); ``weights`` (S, F) contracted weights u_z of each centre
+    species index; ``species_index`` (N,). Returns p (N, 3), p_i = X̂_i u_(z_i) (units of u;
+    X̂ = X/|x| with the power-spectrum norm |x_i| computed from the same coefficients), and
+    the adjoints (N, C, LM, 3, n): ∂p_i[a]/∂c_i[γ, n, lm] at [i, γ, lm, a, n] — the
+    normalisation differentiated too, so a pull-back to the pairs gives ∂p_i/∂d_p whole.
+    """
+    n_atoms, n_ch, n_rad, n_lm = coefficients.shape
+    sn = n_ch * n_rad
+    c = np.ascontiguousarray(coefficients.reshape(n_atoms, sn, n_lm).transpose(0, 2, 1))
+    u = np.ascontiguousarray(np.asarray(weights, dtype=float).reshape(
+        len(weights), max_angular, sn, sn))
+    return vector_dipoles_and_adjoints(c, u, np.asarray(species_index, dtype=np.int64),
+                                       *sparse_couplings(max_angular), n_rad)
+
+
+def pair_vjp_vectors(expansion, adjoints):
+    """Pull the coefficient adjoints of a vector's 3 components, (N, C, LM, 3, n) (the layout
+    of :func:`dipoles_and_adjoints`), back to the pairs of ``expansion`` (a FrameExpansion):
+    g[p, a] = Σ_{n,lm} adjoints[i_p, s_p, lm, a, n] ∂c[i_p, s_p, n, lm]/∂d_p → (P, 3, 3).
+    What ``expansion.pair_vjp_many`` gives for the same adjoints (transposed), in one pass
+    over pairs that shares each pair's tables between the components; channels are mapped
+    back to elements first."""
+    fe = expansion
+    if fe.mixing is not None:
+        adjoints = np.einsum("cs,iclan->islan", fe.mixing, adjoints)
+    n_atoms, n_species = adjoints.shape[:2]
+    flat = np.ascontiguousarray(adjoints.reshape((n_atoms * n_species,) + adjoints.shape[2:]))
+    return pull_back_vectors_to_pairs(flat, fe._segment, fe._fr, fe._dfr, fe._y, fe._dy,
+                                      fe._unit)
 
 
 def _blocks(coefficients, max_angular):

@@ -20,6 +20,8 @@ feature space is pulled back to coefficient space (:func:`power_spectrum_vjp`) a
 pair vectors (:meth:`FrameExpansion.pair_vjp`) — one cheap pass, the adjoint.
 """
 
+import math
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -95,6 +97,7 @@ class FrameExpansion:
         S, N, LM = len(self.species), settings.max_radial + 1, (L + 1) ** 2
         self._segment = self.pairs.centers * S + self._pair_species
         bounds = np.searchsorted(self._segment, np.arange(self.n_atoms * S + 1))
+        self._atom_bounds = bounds[::S]  # pairs of atom i: _atom_bounds[i]:_atom_bounds[i+1]
         coef = accumulate_density(self._fr, self._y, bounds)
         coef = coef.reshape(self.n_atoms, S, N, LM)
         r0, _ = radial_basis.evaluate(np.zeros(1))
@@ -149,19 +152,31 @@ class FrameExpansion:
                 self.coefficients, xhat, self.settings.max_angular))
         return self._norm_pair_gradients
 
-    def pair_vjp(self, adjoint):
+    def pair_range(self, start, stop):
+        """The pairs centred on atoms ``start``..``stop``−1, a slice (pairs are sorted by
+        centre)."""
+        return slice(int(self._atom_bounds[start]), int(self._atom_bounds[stop]))
+
+    def pair_vjp(self, adjoint, start=0):
         """Pull a coefficient-space adjoint back to pair vectors.
 
         ``adjoint`` (N, C, n, LM) is ∂F/∂c for a scalar (or per-centre) F; returns
         ``g[p] = Σ_{n,lm} adjoint[i_p, s_p, n, lm] ∂c[i_p, s_p, n, lm]/∂d_p``, shape (P, 3),
         with the channel adjoint mapped back to elements, Σ_γ U[γ, s] adjoint[i, γ], first.
+        An adjoint of the atoms ``start``..``start``+n−1 only (n, C, n, LM) gives the rows of
+        their pairs, :meth:`pair_range` (the same numbers: pair by pair either way).
         """
         if self.mixing is not None:
             adjoint = np.einsum("cs,icnl->isnl", self.mixing, adjoint)
         n_atoms, S = adjoint.shape[:2]
         flat = np.ascontiguousarray(adjoint.reshape((n_atoms * S,) + adjoint.shape[2:]))
-        return pull_back_many_to_pairs(flat[None], self._segment, self._fr, self._dfr,
-                                       self._y, self._dy, self._unit)[0]
+        if start == 0 and n_atoms == self.n_atoms:
+            return pull_back_many_to_pairs(flat[None], self._segment, self._fr, self._dfr,
+                                           self._y, self._dy, self._unit)[0]
+        pr = self.pair_range(start, start + n_atoms)
+        return pull_back_many_to_pairs(flat[None], self._segment[pr] - start * S,
+                                       self._fr[pr], self._dfr[pr], self._y[pr], self._dy[pr],
+                                       self._unit[pr])[0]
 
     def pair_vjp_many(self, adjoints):
         """:meth:`pair_vjp` of K adjoints (K, N, C, n, LM) at once → (K, P, 3)."""
@@ -176,40 +191,84 @@ class FrameExpansion:
 _Y00 = 0.5 / np.sqrt(np.pi)
 
 
-#: atoms per block in the per-atom dense steps: their temporaries (≈ block × L·(SN)² floats)
-#: stay in cache, so the cost per atom does not grow with the size of the frame
-ATOM_BLOCK = 256
+#: atoms per block in the per-atom dense steps (power spectrum, normalisation, kernel, their
+#: adjoints): a block's temporaries (≈ block × L·(SN)² floats) stay in cache, so the cost per
+#: atom does not grow with the size of the frame
+ATOM_BLOCK = 64
 
 
-def _blocked(fn, *arrays):
-    """``fn`` applied to blocks of :data:`ATOM_BLOCK` atoms (rows of every array), the
-    results concatenated: the same numbers, computed atom by atom either way."""
-    n = len(arrays[0])
-    if n <= ATOM_BLOCK:
-        return fn(*arrays)
-    return np.concatenate([fn(*(a[i:i + ATOM_BLOCK] for a in arrays))
-                           for i in range(0, n, ATOM_BLOCK)])
+_scratch = threading.local()
 
 
-def power_spectrum(coefficients, max_angular):
-    """Feature vectors x (N, D) from coefficients (N, S, n, LM); see module docstring."""
-    return _blocked(lambda c: _power_spectrum(c, max_angular), coefficients)
+def scratch(name, shape):
+    """A float array of ``shape`` kept per thread under ``name`` and handed out again on the
+    next call (its contents are what the last user left). The per-block steps take their
+    temporaries from here: a fresh allocation of a few MB is page-faulted anew on every frame
+    once the allocator has given the memory back to the system (≈2 µs per 4 KiB page
+    measured), which for a 192-atom frame costs as much as the arithmetic of the block. Only
+    for temporaries that do not leave the function that asked (one name, one user at a time)."""
+    size = shape if isinstance(shape, int) else math.prod(shape)
+    buf = getattr(_scratch, name, None)
+    if buf is None or buf.size < size:
+        buf = np.empty(size)
+        setattr(_scratch, name, buf)
+    return buf[:size].reshape(shape)
 
 
-def _power_spectrum(coefficients, max_angular):
-    n_atoms = coefficients.shape[0]
-    c = coefficients.reshape(n_atoms, -1, coefficients.shape[-1])  # (N, SN, LM)
-    sn = c.shape[1]
+def atom_blocks(n_atoms, block=None):
+    """(start, stop) of consecutive blocks of at most :data:`ATOM_BLOCK` atoms."""
+    block = ATOM_BLOCK if block is None else block
+    return [(i, min(i + block, n_atoms)) for i in range(0, n_atoms, block)] or [(0, 0)]
+
+
+def _blocked(fn, out, *arrays):
+    """``fn(*blocks, out=out_block)`` for blocks of :data:`ATOM_BLOCK` atoms (rows of every
+    array) writing into the rows of ``out``: the same numbers, computed atom by atom either
+    way, without a concatenated copy."""
+    for a, b in atom_blocks(len(arrays[0])):
+        fn(*(x[a:b] for x in arrays), out=out[a:b])
+    return out
+
+
+def n_power_spectrum_features(coefficients, max_angular):
+    """D = (L+1)·SN(SN+1)/2 of coefficients (N, S, n, LM)."""
+    sn = int(np.prod(coefficients.shape[1:-1]))
+    return (max_angular + 1) * sn * (sn + 1) // 2
+
+
+def power_spectrum(coefficients, max_angular, out=None):
+    """Feature vectors x (N, D) from coefficients (N, S, n, LM); see module docstring.
+    ``out``: an (N, D) array to write them into (returned)."""
+    if out is None:
+        out = np.empty((coefficients.shape[0],
+                        n_power_spectrum_features(coefficients, max_angular)))
+    return _blocked(lambda c, out: _power_spectrum(c, max_angular, out), out, coefficients)
+
+
+@lru_cache(maxsize=16)
+def _upper_triangle(sn):
+    """Flat indices a·SN + b of the upper triangle (a ≤ b) and the weights 1 / sqrt(2)."""
     iu = np.triu_indices(sn)
-    scale = np.where(iu[0] == iu[1], 1.0, np.sqrt(2.0))
-    out = []
+    return iu[0] * sn + iu[1], np.where(iu[0] == iu[1], 1.0, np.sqrt(2.0))
+
+
+def _power_spectrum(coefficients, max_angular, out):
+    n_atoms = coefficients.shape[0]
+    c = coefficients.reshape(n_atoms, -1, coefficients.shape[-1])  # (n, SN, LM)
+    sn = c.shape[1]
+    flat, scale = _upper_triangle(sn)
+    t = len(flat)
+    p = scratch("power_spectrum", (n_atoms, sn, sn))
     start = 0
     for l in range(max_angular + 1):
         block = c[:, :, start:start + 2 * l + 1]
         start += 2 * l + 1
-        p = np.matmul(block, block.transpose(0, 2, 1)) / np.sqrt(2 * l + 1)
-        out.append(p[:, iu[0], iu[1]] * scale)
-    return np.concatenate(out, axis=1)
+        np.matmul(block, block.transpose(0, 2, 1), out=p)
+        p /= np.sqrt(2 * l + 1)
+        part = out[:, l * t:(l + 1) * t]
+        np.take(p.reshape(n_atoms, -1), flat, axis=1, out=part, mode="clip")  # unbuffered
+        part *= scale
+    return out
 
 
 @lru_cache(maxsize=16)
@@ -223,31 +282,43 @@ def _triangle_maps(sn):
     return position.ravel(), weight.ravel()
 
 
-def feature_to_matrices(v, sn, max_angular):
-    """Symmetric matrices V^l (..., L+1, SN, SN) with ``v·x = Σ_l <V^l, P^l>_F``."""
+def feature_to_matrices(v, sn, max_angular, out=None):
+    """Symmetric matrices V^l (..., L+1, SN, SN) with ``v·x = Σ_l <V^l, P^l>_F`` (written
+    into ``out`` when given)."""
     position, weight = _triangle_maps(sn)
     lead = v.shape[:-1]
     v = v.reshape(lead + (max_angular + 1, -1))
-    return (v[..., position] * weight).reshape(lead + (max_angular + 1, sn, sn))
+    if out is None:
+        return (v[..., position] * weight).reshape(lead + (max_angular + 1, sn, sn))
+    flat = out.reshape(lead + (max_angular + 1, sn * sn))
+    np.take(v, position, axis=-1, out=flat, mode="clip")  # mode: unbuffered
+    flat *= weight
+    return out
 
 
-def power_spectrum_vjp(coefficients, v, max_angular):
-    """∂(v_i · x_i)/∂c_i for every atom: v (N, D) → adjoint (N, S, n, LM)."""
-    return _blocked(lambda c, w: _power_spectrum_vjp(c, w, max_angular), coefficients, v)
+def power_spectrum_vjp(coefficients, v, max_angular, out=None):
+    """∂(v_i · x_i)/∂c_i for every atom: v (N, D) → adjoint (N, S, n, LM) (written into
+    ``out`` when given)."""
+    if out is None:
+        out = np.empty_like(coefficients)
+    return _blocked(lambda c, w, out: _power_spectrum_vjp(c, w, max_angular, out), out,
+                    coefficients, v)
 
 
-def _power_spectrum_vjp(coefficients, v, max_angular):
+def _power_spectrum_vjp(coefficients, v, max_angular, out):
     n_atoms = coefficients.shape[0]
     c = coefficients.reshape(n_atoms, -1, coefficients.shape[-1])
+    o = out.reshape(c.shape)
     sn = c.shape[1]
-    mats = feature_to_matrices(v, sn, max_angular)  # (N, L+1, SN, SN)
-    out = np.empty_like(c)
+    mats = feature_to_matrices(v, sn, max_angular,
+                               scratch("vjp_matrices", (n_atoms, max_angular + 1, sn, sn)))
     start = 0
     for l in range(max_angular + 1):
         sl = slice(start, start + 2 * l + 1)
-        out[:, :, sl] = (2.0 / np.sqrt(2 * l + 1)) * np.matmul(mats[:, l], c[:, :, sl])
+        part = np.matmul(mats[:, l], c[:, :, sl], out=scratch("vjp_part", (n_atoms, sn, 2 * l + 1)))
+        np.multiply(2.0 / np.sqrt(2 * l + 1), part, out=o[:, :, sl])
         start += 2 * l + 1
-    return out.reshape(coefficients.shape)
+    return out
 
 
 def power_spectrum_pair_gradients(expansion, pair_index):

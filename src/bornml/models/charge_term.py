@@ -13,15 +13,14 @@ import numpy as np
 import scipy.linalg
 
 from .. import keys
-from ..descriptors.soap import power_spectrum_vjp
 from .bec_assembly import assemble_bec
 from .bec_assembly import dipole_derivative as charge_dipole_derivative
-from .kernel import (
-    contracted_weighted_gradient,
-    contracted_weights,
-    kernel_weighted_gradient,
+from .kernel import contracted_weights
+from .scalar_kernel import (
+    checked_settings,
+    reference_pair_gradients,
+    site_values_and_pair_gradients,
 )
-from .scalar_kernel import checked_settings, reference_pair_gradients
 
 
 class ChargeTerm:
@@ -133,24 +132,11 @@ class ChargeTerm:
         return self._contracted
 
     def charges_and_pair_gradients(self, ctx, frame):
-        """Raw charges q (N,) e and g (P, 3), g_p = ∂q_{i_p}/∂d_p (e/Å)."""
-        fe, xhat, norms = ctx
-        v = np.zeros_like(xhat)
-        q = np.zeros(len(frame))
-        for z in self.refs.species:
-            atoms = frame.numbers == z
-            if not np.any(atoms):
-                continue
-            contracted = self._contracted_weights().get(z)
-            if contracted is not None:
-                v[atoms], q[atoms] = contracted_weighted_gradient(
-                    xhat[atoms], norms[atoms], contracted, self.zeta)
-            else:
-                v[atoms], q[atoms] = kernel_weighted_gradient(
-                    xhat[atoms], norms[atoms], self.refs.references[z], self.weights[z],
-                    self.zeta)
-        adjoint = power_spectrum_vjp(fe.coefficients, v, self.refs.settings.max_angular)
-        return q, fe.pair_vjp(adjoint)
+        """Raw charges q (N,) e and g (P, 3), g_p = ∂q_{i_p}/∂d_p (e/Å): the adjoint route,
+        block by block of atoms (:func:`.scalar_kernel.site_values_and_pair_gradients`)."""
+        contracted = {z: c for z, c in self._contracted_weights().items() if c is not None}
+        return site_values_and_pair_gradients(self.refs, ctx, frame, self.weights, self.zeta,
+                                              contracted)
 
     def predict(self, ctx, frame):
         """{bec: Z (N, 3, 3), charges: neutral q' (N,), asr_residual (3, 3)} of the term."""

@@ -53,8 +53,10 @@ from ..descriptors.lambda_soap import (
     _blocks,
     _padded_blocks,
     atom_jacobian,
+    dipoles_and_adjoints,
     n_vector_features,
     pair_jacobian,
+    pair_vjp_vectors,
     vector_features,
     vector_features_vjp,
 )
@@ -333,16 +335,27 @@ class DipoleTerm:
 
     # -- prediction -----------------------------------------------------------------------
     def dipoles_and_pair_gradients(self, ctx):
-        """p (N, 3) e·Å and G (P, 3, 3), G_p[a, b] = ∂p_{i_p,a}/∂d_{p,b} (e)."""
+        """p (N, 3) e·Å and G (P, 3, 3), G_p[a, b] = ∂p_{i_p,a}/∂d_{p,b} (e).
+
+        One compiled pass over atoms gives p and ∂p_i/∂c_i (normalisation included, no λ=1
+        features formed), one pass over pairs pulls the three components back together."""
+        if self.route_ == "kernel":
+            return self._kernel_dipoles_and_pair_gradients(ctx)
+        fe = ctx.fe
+        u = np.stack([self.weights[z] for z in self.refs.species])  # (S, F)
+        dipoles, adjoints = dipoles_and_adjoints(fe.coefficients, u, fe.species_index,
+                                                 self.refs.settings.max_angular)
+        return dipoles, pair_vjp_vectors(fe, adjoints)
+
+    def _kernel_dipoles_and_pair_gradients(self, ctx):
+        """("kernel" route) p and G as :meth:`dipoles_and_pair_gradients`: the per-atom
+        u_i = Σ_k s_ik v_k pulled back through the λ=1 features, h_ia through the power
+        spectrum (see module docstring)."""
         fe, xhat, norms = ctx
         L = self.refs.settings.max_angular
         blocks = _blocks(fe.coefficients, L)
         xvec = vector_features(fe.coefficients, L, blocks) / norms[:, None, None]
-        if self.route_ == "kernel":
-            u, h = self._kernel_contraction(ctx, xvec)
-        else:
-            u = np.stack([self.weights[z] for z in self.refs.species])[fe.species_index]
-            h = None
+        u, h = self._kernel_contraction(ctx, xvec)
         dipoles = np.einsum("iaf,if->ia", xvec, u)
         adj = vector_features_vjp(fe.coefficients, u, L, blocks) / \
             norms[None, :, None, None, None]

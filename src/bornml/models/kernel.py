@@ -7,19 +7,28 @@
 
 import numpy as np
 
+from ..descriptors.soap import atom_blocks, scratch
 
-def normalise(x):
-    """Rows of ``x`` (n, D) divided by their norms; returns (x̂, norms (n,)); in blocks of
-    rows (:data:`~bornml.descriptors.soap.ATOM_BLOCK`) for large frames (the same numbers)."""
-    from ..descriptors.soap import ATOM_BLOCK
 
-    if len(x) > ATOM_BLOCK:
-        parts = [normalise(x[i:i + ATOM_BLOCK]) for i in range(0, len(x), ATOM_BLOCK)]
-        return np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])
-    norms = np.linalg.norm(x, axis=1)
-    if np.any(norms == 0):
-        raise ValueError("an environment has an all-zero power spectrum")
-    return x / norms[:, None], norms
+def normalise(x, out=None):
+    """Rows of ``x`` (n, D) divided by their norms; returns (x̂, norms (n,)), in blocks of
+    rows (:data:`~bornml.descriptors.soap.ATOM_BLOCK`) for large frames (the same numbers).
+    ``out``: arrays (x̂ (n, D), norms (n,)) to write into; x̂ may be ``x`` itself."""
+    xhat, norms = (np.empty_like(x), np.empty(len(x))) if out is None else out
+    for a, b in atom_blocks(len(x)):
+        n = norms[a:b]
+        squares = np.multiply(x[a:b], x[a:b], out=scratch("normalise", (b - a, x.shape[1])))
+        np.sqrt(np.add.reduce(squares, axis=1, out=n), out=n)  # = np.linalg.norm(axis=1)
+        if np.any(n == 0):
+            raise ValueError("an environment has an all-zero power spectrum")
+        np.divide(x[a:b], n[:, None], out=xhat[a:b])
+    return xhat, norms
+
+
+def _fresh(name, shape):
+    """A new array (the stand-in for :func:`~bornml.descriptors.soap.scratch` when the caller
+    passes whole-frame arrays, which should not be kept)."""
+    return np.empty(shape)
 
 
 def kernel(xhat, ref, zeta):
@@ -27,12 +36,22 @@ def kernel(xhat, ref, zeta):
     return (xhat @ ref.T) ** zeta
 
 
-def kernel_weighted_gradient(xhat, norms, ref, weights, zeta):
-    """Σ_k w_k ∂K_ik/∂x_i for every row i: (n, D). Also returns q_i = Σ_k w_k K_ik (n,)."""
-    k = xhat @ ref.T
-    kz1 = k ** (zeta - 1)
-    q = (kz1 * k) @ weights
-    v = zeta * ((kz1 * weights) @ ref - q[:, None] * xhat) / norms[:, None]
+def kernel_weighted_gradient(xhat, norms, ref, weights, zeta, out=None):
+    """Σ_k w_k ∂K_ik/∂x_i for every row i: (n, D). Also returns q_i = Σ_k w_k K_ik (n,).
+    ``out``: arrays (v (n, D), q (n,)) to write into; then the (n, M) temporaries are
+    :func:`~bornml.descriptors.soap.scratch` arrays too (a block of atoms)."""
+    n = len(xhat)
+    v, q = (np.empty_like(xhat), np.empty(n)) if out is None else out
+    work = _fresh if out is None else scratch
+    m = len(ref)
+    k = np.matmul(xhat, ref.T, out=work("kernel_k", (n, m)))
+    kz1 = np.power(k, zeta - 1, out=work("kernel_kz1", (n, m)))
+    product = np.multiply(kz1, k, out=work("kernel_product", (n, m)))
+    np.matmul(product, weights, out=q)
+    np.matmul(np.multiply(kz1, weights, out=product), ref, out=v)
+    v -= np.multiply(q[:, None], xhat, out=work("kernel_qx", xhat.shape))
+    v *= zeta
+    v /= norms[:, None]
     return v, q
 
 
@@ -46,19 +65,27 @@ def contracted_weights(ref, weights, zeta):
     return None
 
 
-def contracted_weighted_gradient(xhat, norms, contracted, zeta):
-    """Same result as :func:`kernel_weighted_gradient` from :func:`contracted_weights`;
-    in blocks of rows (:data:`~bornml.descriptors.soap.ATOM_BLOCK`) for large frames."""
-    from ..descriptors.soap import ATOM_BLOCK
-
-    if len(xhat) > ATOM_BLOCK:
-        parts = [contracted_weighted_gradient(xhat[i:i + ATOM_BLOCK], norms[i:i + ATOM_BLOCK],
-                                              contracted, zeta)
-                 for i in range(0, len(xhat), ATOM_BLOCK)]
-        return (np.concatenate([v for v, _ in parts]), np.concatenate([q for _, q in parts]))
+def contracted_weighted_gradient(xhat, norms, contracted, zeta, out=None):
+    """Same result as :func:`kernel_weighted_gradient` from :func:`contracted_weights`
+    (row by row: callers pass blocks of atoms, :data:`~bornml.descriptors.soap.ATOM_BLOCK`).
+    ``out``: arrays (v (n, D), q (n,)) to write into (then temporaries are scratch arrays)."""
+    v, q = (np.empty_like(xhat), np.empty(len(xhat))) if out is None else out
     if zeta == 1:
-        q = xhat @ contracted
-        return (contracted[None, :] - q[:, None] * xhat) / norms[:, None], q
-    ax = xhat @ contracted  # (n, D); contracted is symmetric
-    q = np.einsum("id,id->i", ax, xhat)
-    return 2.0 * (ax - q[:, None] * xhat) / norms[:, None], q
+        np.matmul(xhat, contracted, out=q)
+        np.subtract(contracted[None, :], np.multiply(q[:, None], xhat, out=v), out=v)
+    else:
+        work = _fresh if out is None else scratch
+        ax = np.matmul(xhat, contracted, out=work("kernel_ax", xhat.shape))  # symmetric
+        np.einsum("id,id->i", ax, xhat, out=q)
+        np.subtract(ax, np.multiply(q[:, None], xhat, out=v), out=v)
+        v *= 2.0
+    v /= norms[:, None]
+    return v, q
+
+
+def weighted_gradient(xhat, norms, ref, weights, zeta, contracted=None, out=None):
+    """(Σ_k w_k ∂K_ik/∂x_i (n, D), q (n,)): by :func:`contracted_weighted_gradient` when
+    ``contracted`` is given, else by :func:`kernel_weighted_gradient`."""
+    if contracted is not None:
+        return contracted_weighted_gradient(xhat, norms, contracted, zeta, out)
+    return kernel_weighted_gradient(xhat, norms, ref, weights, zeta, out)

@@ -314,8 +314,8 @@ class KernelBECModel(ParamsMixin):
         ``return_std`` also ``bec_std`` (N, 3, 3), ``charges_std`` (N,) and
         ``uncertainty_score`` (e) from the posterior (:mod:`bornml.models.posterior`), by
         the route ``uncertainty``: "sampled" (16 posterior weight draws through the adjoint
-        prediction, a few plain predictions; ≈ 18 % sampling error per std) or "exact" (the
-        frame's design rows, about 20–30 plain predictions)."""
+        prediction, 3–5 plain predictions for q; ≈ 18 % sampling error per std) or "exact" (the
+        frame's design rows, 16–26 plain predictions)."""
         if return_std:
             from .posterior import predict_with_std
 

@@ -31,11 +31,11 @@ assumed (``benchmarks/uncertainty.py``).
   posterior weight draws pushed through the adjoint prediction together
   (:mod:`bornml.models.sampled_uncertainty`): each std has a relative sampling error
   ≈ 1/sqrt(2K) (18 % for K = 16), the score far less (it averages 9N components); the
-  draws are the same for every frame (a fixed seed) and the cost is a few plain predictions
-  (measured in ``benchmarks/uncertainty.py``).
+  draws are the same for every frame (a fixed seed) and the cost is 3–5 plain predictions
+  for q (measured in ``benchmarks/uncertainty.py``).
 - ``"exact"``: the frame's design rows (the same code as the fit) and one triangular solve
-  with the stored Cholesky factor L of A_reg (n², packed, in the model file); about 20–30
-  plain predictions.
+  with the stored Cholesky factor L of A_reg (n², packed, in the model file); 16–26 plain
+  predictions for q (``benchmarks/uncertainty.py``).
 
 **Extrapolation threshold.** At fit time the scores of up to :data:`THRESHOLD_FRAMES` evenly
 spaced training frames are computed *as if each frame had been left out* (leave-one-frame-out
@@ -201,18 +201,21 @@ class Posterior:
     def weight_deviations(self, n_samples=None, seed=None):
         """δw (n, K) = σ L⁻ᵀ ε: posterior weight draws minus the fitted weights
         (:func:`bornml.models.sampled_uncertainty.weight_deviations`), kept per (K, seed)."""
-        from .sampled_uncertainty import (
-            DEFAULT_SAMPLES,
-            DEFAULT_SEED,
-            weight_deviations,
-        )
+        return self._sampling(None, n_samples, seed)[0]
 
-        key = (DEFAULT_SAMPLES if n_samples is None else int(n_samples),
-               DEFAULT_SEED if seed is None else int(seed))
-        cache = self.__dict__.setdefault("_deviations", {})
+    def _sampling(self, model, n_samples, seed):
+        """(δw, the terms' frame-independent operators for δw or None without ``model``),
+        kept for the last (K, seed)."""
+        from . import sampled_uncertainty as su
+
+        key = (su.DEFAULT_SAMPLES if n_samples is None else int(n_samples),
+               su.DEFAULT_SEED if seed is None else int(seed))
+        cache = self.__dict__.setdefault("_sampling_cache", {})
         if key not in cache:
             cache.clear()
-            cache[key] = weight_deviations(self, *key)
+            cache[key] = [su.weight_deviations(self, *key), None]
+        if model is not None and cache[key][1] is None:
+            cache[key][1] = su.prepare(model, cache[key][0])
         return cache[key]
 
     def sampled_frame_uncertainty(self, model, frame, index=0, ctx=None, n_samples=None,
@@ -223,8 +226,8 @@ class Posterior:
 
         if ctx is None:
             ctx = model.reference_set_.expand(frame, index)
-        return sampled_frame_uncertainty(model, ctx, frame,
-                                         self.weight_deviations(n_samples, seed))
+        dw, prepared = self._sampling(model, n_samples, seed)
+        return sampled_frame_uncertainty(model, ctx, frame, dw, prepared)
 
     def uncertainty(self, model, frame, index=0, ctx=None, method=DEFAULT_METHOD):
         """The std of one frame by route ``method`` (:data:`METHODS`)."""

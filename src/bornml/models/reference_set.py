@@ -7,8 +7,6 @@ radial basis, and per species z the normalised power spectra of M_z reference en
 ``prepare`` and read (never changed) by the terms.
 """
 
-from collections import namedtuple
-
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -20,8 +18,67 @@ from .kernel import normalise
 from .sparsify import select_sparse
 from .training_data import source_of
 
-#: one frame's expansion (FrameExpansion), normalised power spectra x̂ (N, D) and norms (N,)
-FrameContext = namedtuple("FrameContext", "fe xhat norms")
+
+class FrameContext:
+    """One frame's expansion ``fe`` (FrameExpansion), its normalised power spectra ``xhat``
+    x̂ (N, D) and their norms ``norms`` (N,); unpacks as ``fe, xhat, norms = ctx``.
+
+    ``xhat`` and ``norms`` are computed on first use (in blocks, into one array each) unless
+    given. :meth:`block` gives the rows of a block of atoms without forming the (N, D) array
+    (the prediction route of the scalar kernels works block by block in cache); the numbers
+    are the same either way.
+    """
+
+    __slots__ = ("_norms", "_xhat", "fe")
+
+    def __init__(self, fe, xhat=None, norms=None):
+        self.fe = fe
+        self._xhat, self._norms = xhat, norms
+
+    def _materialise(self):
+        if self._xhat is None:
+            x = power_spectrum(self.fe.coefficients, self.fe.settings.max_angular)
+            self._xhat, self._norms = normalise(x, out=(x, np.empty(len(x))))  # in place
+
+    @property
+    def xhat(self):
+        self._materialise()
+        return self._xhat
+
+    @property
+    def norms(self):
+        self._materialise()
+        return self._norms
+
+    @property
+    def materialised(self):
+        """Whether x̂ and the norms of every atom are held."""
+        return self._xhat is not None
+
+    def block(self, start, stop, out=None):
+        """(x̂ (n, D), norms (n,)) of atoms ``start``..``stop``−1: rows of the held arrays, or
+        computed for these atoms alone (into ``out`` = (x̂, norms) arrays when given)."""
+        if self._xhat is not None:
+            return self._xhat[start:stop], self._norms[start:stop]
+        fe = self.fe
+        x = power_spectrum(fe.coefficients[start:stop], fe.settings.max_angular,
+                           None if out is None else out[0])
+        return normalise(x, out=(x, np.empty(len(x)) if out is None else out[1]))
+
+    def __iter__(self):
+        return iter((self.fe, self.xhat, self.norms))
+
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, i):
+        return (self.fe, self.xhat, self.norms)[i]
+
+    def __getstate__(self):
+        return self.fe, self._xhat, self._norms
+
+    def __setstate__(self, state):
+        self.fe, self._xhat, self._norms = state
 
 
 class ReferenceSet:
@@ -52,16 +109,15 @@ class ReferenceSet:
 
     # -- descriptors ------------------------------------------------------------------------
     def expand(self, frame, index=0):
-        """:data:`FrameContext` of one frame; unknown species are a clear error."""
-        unknown = sorted(set(int(z) for z in frame.numbers) - set(self.species))
+        """:class:`FrameContext` of one frame; unknown species are a clear error."""
+        unknown = sorted({int(z) for z in frame.numbers} - set(self.species))
         if unknown:
             raise BornDataError(
                 f"species {unknown} not in the model (trained on {list(self.species)}); "
                 "add frames with these elements to the training data",
                 path=source_of(frame, index), key="numbers")
         fe = FrameExpansion(frame, self.species, self.settings, self.radial_basis, self.mixing)
-        xhat, norms = normalise(power_spectrum(fe.coefficients, self.settings.max_angular))
-        return FrameContext(fe, xhat, norms)
+        return FrameContext(fe)  # x̂ and the norms when first asked for
 
     # -- selection --------------------------------------------------------------------------
     @classmethod

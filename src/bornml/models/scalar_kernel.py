@@ -14,12 +14,8 @@ Derivative of one kernel entry (k_ik = x̂_i·x̂_k):
 import numpy as np
 
 from ..descriptors._kernels import pair_feature_jacobian
-from ..descriptors.soap import power_spectrum_vjp
-from .kernel import (
-    contracted_weighted_gradient,
-    contracted_weights,
-    kernel_weighted_gradient,
-)
+from ..descriptors.soap import atom_blocks, power_spectrum_vjp, scratch
+from .kernel import contracted_weights, weighted_gradient
 
 #: pairs per block of the design route (bounds the (pairs, 3, features) Jacobian in memory)
 PAIR_BLOCK = 2048
@@ -93,19 +89,43 @@ def contract(refs, weights, zeta):
 def site_values_and_pair_gradients(refs, ctx, frame, weights, zeta, contracted):
     """Site values s (N,) and g (P, 3), g_p = ∂s_{i_p}/∂d_p, by the adjoint route.
 
-    ``weights``: {z: (M_z,)}; ``contracted``: :func:`contract` of them (may be empty)."""
-    fe, xhat, norms = ctx
-    v = np.zeros_like(xhat)
-    s = np.zeros(len(frame))
-    for z in refs.species:
-        atoms = frame.numbers == z
-        if not np.any(atoms):
-            continue
-        if z in contracted:
-            v[atoms], s[atoms] = contracted_weighted_gradient(xhat[atoms], norms[atoms],
-                                                              contracted[z], zeta)
-        else:
-            v[atoms], s[atoms] = kernel_weighted_gradient(xhat[atoms], norms[atoms],
-                                                          refs.references[z], weights[z], zeta)
-    adjoint = power_spectrum_vjp(fe.coefficients, v, refs.settings.max_angular)
-    return s, fe.pair_vjp(adjoint)
+    ``weights``: {z: (M_z,)}; ``contracted``: :func:`contract` of them (may be empty; a
+    species without one, or with None, sums over its references).
+
+    Block by block of :data:`~bornml.descriptors.soap.ATOM_BLOCK` atoms, end to end: the
+    block's power spectra (or rows of ``ctx.xhat`` when the frame's are held), Σ_k w_k ∂K/∂x̂
+    for each species in the block, the power-spectrum adjoint and the pull-back to the
+    block's pairs — every (block, D) temporary stays in cache and no (N, D) array is formed,
+    so the cost per atom does not grow with the frame. The same numbers as whole-frame
+    arrays: every step is row by row (atom by atom, pair by pair).
+    """
+    fe = ctx.fe
+    L = refs.settings.max_angular
+    kinds = fe.species_index  # index into refs.species (the expansion was made with them)
+    D = refs.n_features
+    s = np.empty(fe.n_atoms)
+    g = np.empty((len(fe.pairs.centers), 3))
+    for a, b in atom_blocks(fe.n_atoms):
+        n = b - a
+        xhat, norms = ctx.block(a, b, (scratch("site_xhat", (n, D)), scratch("site_norms", n)))
+        v = scratch("site_v", (n, D))
+        block_kinds = kinds[a:b]
+        for k, z in enumerate(refs.species):
+            rows = np.flatnonzero(block_kinds == k)
+            if len(rows) == 0:
+                continue
+            ref, w, c = refs.references[z], weights[z], contracted.get(z)
+            if len(rows) == n:  # one species in the block: no gather
+                weighted_gradient(xhat, norms, ref, w, zeta, c, out=(v, s[a:b]))
+                continue
+            m = len(rows)
+            vz, sz = weighted_gradient(
+                np.take(xhat, rows, axis=0, out=scratch("site_xhat_z", (m, D)), mode="clip"),
+                norms[rows], ref, w, zeta, c,
+                out=(scratch("site_v_z", (m, D)), scratch("site_s_z", m)))
+            v[rows] = vz
+            s[a + rows] = sz
+        adjoint = power_spectrum_vjp(fe.coefficients[a:b], v, L,
+                                     scratch("site_adjoint", fe.coefficients[a:b].shape))
+        g[fe.pair_range(a, b)] = fe.pair_vjp(adjoint, a)
+    return s, g
