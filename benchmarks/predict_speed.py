@@ -90,8 +90,8 @@ def main():
     frame = held[0]
     model, fit_s, loaded = fitted("q", train, args)
 
-    fast, fast_all = median_ms(lambda: model.predict_frame(frame), args.repeats)
-    slow, slow_all = median_ms(lambda: reference_route(model, frame), max(5, args.repeats // 4),
+    fast, _ = median_ms(lambda: model.predict_frame(frame), args.repeats)
+    slow, _ = median_ms(lambda: reference_route(model, frame), max(5, args.repeats // 4),
                                warmup=1)
     diff = float(np.abs(model.predict_frame(frame)["bec"] - reference_route(model, frame)).max())
     import featomic
@@ -115,8 +115,9 @@ def main():
 
     for model_type in [m for m in args.models if m != "q"]:
         other, other_fit_s, other_loaded = fitted(model_type, train, args)
-        ms, _ = median_ms(lambda: other.predict_frame(frame), args.repeats)
-        mdot_ms, _ = median_ms(lambda: other.dipole_derivative(frame, velocities), args.repeats)
+        ms, _ = median_ms(lambda: other.predict_frame(frame), args.repeats)  # noqa: B023 (called here)
+        mdot_ms, _ = median_ms(lambda: other.dipole_derivative(frame, velocities),  # noqa: B023
+                               args.repeats)
         q_ms, _ = median_ms(lambda: model.predict_frame(frame), args.repeats)  # same conditions
         emit({"benchmark": "predict_speed", "system": "water 192 atoms",
               "model": {"type": model_type, **other.get_params()},

@@ -189,9 +189,9 @@ def part_train(args, water, hypers):
 
 
 def part_predict(args, model_path, water):
-    import bornml
-
     from threadpoolctl import threadpool_limits
+
+    import bornml
 
     model = bornml.load_model(model_path)
     model.progress = False
