@@ -279,7 +279,48 @@ def pull_back_many_to_pairs(adjoints, segment, fr, dfr, y, dy, unit):
     return g
 
 
-@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+#: reassociation (vectorised radial sums) and fused multiply-adds, no assumptions about
+#: infinities or NaNs: results differ from strict order by rounding only (~1e-16 relative)
+REASSOCIATE = {"reassoc", "contract"}
+
+
+@numba.njit(cache=True, fastmath=REASSOCIATE)
+def _power_matrices(c, ps):
+    """Fill ps[l] (L+1, SN, SN) with P^l = Σ_m c[lm] c[lm]ᵀ / sqrt(2l+1) of one atom's
+    coefficients c (LM, SN); return 1/|x_i|, x_i the power spectrum (all P^l entries)."""
+    sn = c.shape[1]
+    norm2 = 0.0
+    for l in range(ps.shape[0]):
+        inv = 1.0 / np.sqrt(2.0 * l + 1.0)
+        ps[l] = 0.0
+        for lm in range(l * l, (l + 1) * (l + 1)):
+            for al in range(sn):
+                cv = c[lm, al]
+                for be in range(sn):
+                    ps[l, al, be] += cv * c[lm, be]
+        for al in range(sn):
+            for be in range(sn):
+                ps[l, al, be] *= inv
+                norm2 += ps[l, al, be] * ps[l, al, be]
+    return 1.0 / np.sqrt(norm2)
+
+
+@numba.njit(cache=True, fastmath=REASSOCIATE)
+def _norm_gradient(c, ps, w, dnorm):
+    """Fill dnorm (LM, SN) with ∂|x_i|/∂c = 2w/sqrt(2l+1)·P^l c (P^l symmetric: rows are
+    columns), from :func:`_power_matrices`' ps and w = 1/|x_i|."""
+    sn = c.shape[1]
+    for l in range(ps.shape[0]):
+        scale = 2.0 * w / np.sqrt(2.0 * l + 1.0)
+        for lm in range(l * l, (l + 1) * (l + 1)):
+            for al in range(sn):
+                t = 0.0
+                for be in range(sn):
+                    t += ps[l, al, be] * c[lm, be]
+                dnorm[lm, al] = scale * t
+
+
+@numba.njit(cache=True, fastmath=REASSOCIATE)
 def vector_dipoles_and_adjoints(coef_t, u, center_species, cg_start, cg_a, cg_m1, cg_m2, cg_val,
                                 n_rad):
     """Dipoles p_i = X̂_i u_i and their coefficient adjoints ∂p_i[a]/∂c_i, atom by atom.
@@ -316,21 +357,7 @@ def vector_dipoles_and_adjoints(coef_t, u, center_species, cg_start, cg_a, cg_m1
     for i in range(n_atoms):
         c = coef_t[i]
         z = center_species[i]
-        # the matrices P^l and |x_i|
-        norm2 = 0.0
-        for l in range(n_ps):
-            inv = 1.0 / np.sqrt(2.0 * l + 1.0)
-            ps[l] = 0.0
-            for lm in range(l * l, (l + 1) * (l + 1)):
-                for al in range(sn):
-                    cv = c[lm, al]
-                    for be in range(sn):
-                        ps[l, al, be] += cv * c[lm, be]
-            for al in range(sn):
-                for be in range(sn):
-                    ps[l, al, be] *= inv
-                    norm2 += ps[l, al, be] * ps[l, al, be]
-        w = 1.0 / np.sqrt(norm2)
+        w = _power_matrices(c, ps)  # P^l and 1/|x_i|
         # u·X_i[a] and its adjoint, unnormalised
         raw[:] = 0.0
         d[:] = 0.0
@@ -364,15 +391,7 @@ def vector_dipoles_and_adjoints(coef_t, u, center_species, cg_start, cg_a, cg_m1
         for a in range(3):
             d[a] *= w
             dipoles[i, a] = d[a]
-        # ∂|x_i|/∂c (P^l symmetric: rows are columns)
-        for l in range(n_ps):
-            scale = 2.0 * w / np.sqrt(2.0 * l + 1.0)
-            for lm in range(l * l, (l + 1) * (l + 1)):
-                for al in range(sn):
-                    t = 0.0
-                    for be in range(sn):
-                        t += ps[l, al, be] * c[lm, be]
-                    dnorm[lm, al] = scale * t
+        _norm_gradient(c, ps, w, dnorm)  # ∂|x_i|/∂c
         for ch in range(n_ch):
             for lm in range(n_lm):
                 for a in range(3):
@@ -380,11 +399,6 @@ def vector_dipoles_and_adjoints(coef_t, u, center_species, cg_start, cg_a, cg_m1
                         al = ch * n_rad + n
                         adjoint[i, ch, lm, a, n] = w * (raw[lm, a, al] - d[a] * dnorm[lm, al])
     return dipoles, adjoint
-
-
-#: reassociation (vectorised radial sums) and fused multiply-adds, no assumptions about
-#: infinities or NaNs: results differ from strict order by rounding only (~1e-16 relative)
-REASSOCIATE = {"reassoc", "contract"}
 
 
 @numba.njit(cache=True, fastmath=REASSOCIATE)
@@ -487,20 +501,7 @@ def vector_dipole_adjoints_many(coef_t, u, ut, center_species, cg_start, cg_a, c
     for i in range(n_atoms):
         c = coef_t[i]
         z = center_species[i]
-        norm2 = 0.0
-        for l in range(n_ps):
-            inv = 1.0 / np.sqrt(2.0 * l + 1.0)
-            ps[l] = 0.0
-            for lm in range(l * l, (l + 1) * (l + 1)):
-                for al in range(sn):
-                    cv = c[lm, al]
-                    for be in range(sn):
-                        ps[l, al, be] += cv * c[lm, be]
-            for al in range(sn):
-                for be in range(sn):
-                    ps[l, al, be] *= inv
-                    norm2 += ps[l, al, be] * ps[l, al, be]
-        w = 1.0 / np.sqrt(norm2)
+        w = _power_matrices(c, ps)
         raw[:] = 0.0
         d[:] = 0.0
         for l in range(n_l):
@@ -530,14 +531,7 @@ def vector_dipole_adjoints_many(coef_t, u, ut, center_species, cg_start, cg_a, c
             for k in range(n_k):
                 d[a, k] *= w
                 dipoles[i, a, k] = d[a, k]
-        for l in range(n_ps):
-            scale = 2.0 * w / np.sqrt(2.0 * l + 1.0)
-            for lm in range(l * l, (l + 1) * (l + 1)):
-                for al in range(sn):
-                    t = 0.0
-                    for be in range(sn):
-                        t += ps[l, al, be] * c[lm, be]
-                    dnorm[lm, al] = scale * t
+        _norm_gradient(c, ps, w, dnorm)
         for lm in range(n_lm):
             for al in range(sn):
                 dn = dnorm[lm, al]
