@@ -27,6 +27,17 @@ def synthetic_molecule_frames(seed=0):
     return frames
 
 
+def slab(atoms, vacuum=20.0):
+    """The atoms (wrapped) in a cell with ``vacuum`` Å added to the third cell vector's z
+    component (for quartz c ∥ z): still periodic in x and y, no pair crosses the z boundary."""
+    out = atoms.copy()
+    out.wrap()
+    cell = out.cell.array.copy()
+    cell[2, 2] += vacuum
+    out.set_cell(cell, scale_atoms=False)
+    return out
+
+
 def rotated(atoms, rot):
     """Copy of ``atoms`` with positions (and cell) rotated by ``rot`` (3, 3)."""
     out = atoms.copy()

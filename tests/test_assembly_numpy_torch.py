@@ -4,7 +4,7 @@ algebra: fed the same charges, pair gradients and dipole pair gradients they giv
 
 import numpy as np
 import pytest
-from _structures import perturbed_molecule
+from _structures import perturbed_molecule, slab
 
 from bornml.models.bec_assembly import assemble_bec
 from bornml.models.dipole_term import scatter_pairs
@@ -34,20 +34,11 @@ class LinearHeads(torch.nn.Module):
         return q, p
 
 
-def _slab(atoms, vacuum=20.0):
-    slab = atoms.copy()
-    slab.wrap()
-    cell = slab.cell.array.copy()
-    cell[2, 2] += vacuum
-    slab.set_cell(cell, scale_atoms=False)
-    return slab
-
-
 @pytest.mark.parametrize("system", ["molecule", "crystal", "slab"])
 def test_numpy_and_torch_assembly_agree(system, quartz_frames):
     atoms = {"molecule": lambda: perturbed_molecule("CH3CH2OH", seed=3),
              "crystal": lambda: quartz_frames[0],
-             "slab": lambda: _slab(quartz_frames[0])}[system]()
+             "slab": lambda: slab(quartz_frames[0])}[system]()
     graph = frame_graph(atoms, np.zeros(len(atoms), dtype=int), 4.0, torch.float64)
     directions = graph.periodic[0].numpy()
     assert directions.tolist() == {"molecule": [False] * 3, "crystal": [True] * 3,

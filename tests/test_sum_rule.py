@@ -6,6 +6,7 @@ sum rule by construction, so testing Σ_j Z_j of the prediction could never fail
 
 import numpy as np
 import pytest
+from _structures import slab as make_slab
 
 import bornml
 from bornml import keys
@@ -130,21 +131,10 @@ def test_sum_rule_weight_must_be_non_negative(quartz_frames):
         bornml.MonopoleModel(**SMALL, sum_rule_weight=-1).fit(quartz_frames[:2])
 
 
-def _slab(frame, vacuum=20.0):
-    """The frame's atoms in a cell with ``vacuum`` Å added along c (quartz c ∥ z): periodic in
-    x, y, no pair crosses the z boundary."""
-    slab = frame.copy()
-    slab.wrap()
-    cell = slab.cell.array.copy()
-    cell[2, 2] += vacuum
-    slab.set_cell(cell, scale_atoms=False)
-    return slab
-
-
 def test_slab_normal_rows_are_the_derivative_of_the_polarisation(q_model, quartz_frames):
     """Along the vacuum normal P_z = Σ q'_i z_i is defined: Z[j, z, :] is its derivative
     (finite differences), while the in-plane rows keep the sum-rule projection."""
-    slab = _slab(quartz_frames[3])
+    slab = make_slab(quartz_frames[3])
     ctx = q_model.reference_set_.expand(slab, 0)
     np.testing.assert_array_equal(ctx.fe.periodic_directions, [True, True, False])
     pred = q_model.predict(slab)
@@ -164,7 +154,7 @@ def test_slab_normal_rows_are_the_derivative_of_the_polarisation(q_model, quartz
 
 
 def test_slab_dipole_derivative_matches_its_born_charges(q_model, quartz_frames):
-    slab = _slab(quartz_frames[4])
+    slab = make_slab(quartz_frames[4])
     v = np.random.default_rng(0).normal(size=(len(slab), 3))
     z = q_model.predict(slab)[keys.BEC]
     np.testing.assert_allclose(q_model.dipole_derivative(slab, v),
