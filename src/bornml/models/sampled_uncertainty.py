@@ -39,7 +39,6 @@ reference the batched routes are tested against). The draws are the same for eve
 
 import copy
 
-import numba
 import numpy as np
 
 from .. import keys
@@ -248,51 +247,11 @@ def pull_back(fe, adj, atoms, pairs):
     if fe.mixing is not None:  # channel adjoints back to elements: Σ_γ U[γ, s] adj[γ]
         adj = np.einsum("cs,lcnj->lsnj", fe.mixing, adj.reshape((-1,) + adj.shape[2:]))
         adj = adj.reshape((n_atoms, lm) + adj.shape[1:])
-    return _pull_back_kernel(np.ascontiguousarray(adj), fe.pairs.centers[pairs] - atoms.start,
-                             fe.species_index[fe.pairs.neighbors[pairs]], fe._fr[pairs],
-                             fe._dfr[pairs], fe._y[pairs], fe._dy[pairs], fe._unit[pairs])
-
-
-@numba.njit(cache=True, fastmath=True)
-def _pull_back_kernel(adj, centers, species, fr, dfr, y, dy, unit):
-    """g[p, :, j] = Σ_{n,lm} adj[i_p, lm, s_p, n, j] ∂(fr[p,l,n] y[p,lm])/∂d_p, the
-    right-hand sides j innermost (contiguous, vectorised)."""
-    n_pairs, n_l, n_rad = fr.shape
-    n_j = adj.shape[-1]
-    g = np.zeros((n_pairs, 3, n_j))
-    a = np.empty(n_j)
-    b = np.empty(n_j)
-    radial = np.empty(n_j)
-    for p in range(n_pairs):
-        i = centers[p]
-        s = species[p]
-        gp = g[p]
-        radial[:] = 0.0
-        for l in range(n_l):
-            for lm in range(l * l, (l + 1) * (l + 1)):
-                a[:] = 0.0
-                b[:] = 0.0
-                for n in range(n_rad):
-                    f = fr[p, l, n]
-                    df = dfr[p, l, n]
-                    row = adj[i, lm, s, n]
-                    for j in range(n_j):
-                        a[j] += row[j] * f
-                        b[j] += row[j] * df
-                ylm = y[p, lm]
-                dx = dy[p, 0, lm]
-                dyy = dy[p, 1, lm]
-                dz = dy[p, 2, lm]
-                for j in range(n_j):
-                    radial[j] += b[j] * ylm
-                    gp[0, j] += a[j] * dx
-                    gp[1, j] += a[j] * dyy
-                    gp[2, j] += a[j] * dz
-        for c in range(3):
-            uc = unit[p, c]
-            for j in range(n_j):
-                gp[c, j] += radial[j] * uc
-    return g
+    adj = np.ascontiguousarray(adj.transpose(0, 2, 1, 3, 4))  # (n, S, LM, N, J)
+    return pull_back_tables_to_pairs(adj, fe.pairs.centers[pairs] - atoms.start,
+                                     fe.species_index[fe.pairs.neighbors[pairs]], fe._fr[pairs],
+                                     fe._dfr[pairs], fe._y[pairs], fe._dy[pairs],
+                                     fe._unit[pairs])
 
 
 # -- dipole term -------------------------------------------------------------------------------
